@@ -1,0 +1,3 @@
+from .common import Granian
+
+__all__ = ['Granian']

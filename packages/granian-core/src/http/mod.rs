@@ -1,0 +1,3 @@
+pub mod body;
+pub mod server;
+pub mod util;

@@ -1,0 +1,28 @@
+//! The `granian._granian` extension module: registers classes and functions, nothing else.
+
+mod bridge;
+mod http;
+mod net;
+mod rsgi;
+mod runtime;
+mod worker;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let _ = pyo3_log::try_init();
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<bridge::LoopBridge>()?;
+    m.add_class::<bridge::Ready>()?;
+    m.add_class::<net::SocketHolder>()?;
+    m.add_class::<worker::Worker>()?;
+    m.add_class::<rsgi::scope::Scope>()?;
+    m.add_class::<rsgi::scope::Headers>()?;
+    m.add_class::<rsgi::http::HttpProtocol>()?;
+    m.add_class::<rsgi::http::StreamTransport>()?;
+    m.add("ProtocolError", py.get_type::<rsgi::ProtocolError>())?;
+    m.add("ProtocolClosed", py.get_type::<rsgi::ProtocolClosed>())?;
+    Ok(())
+}

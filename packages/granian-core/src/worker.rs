@@ -1,0 +1,142 @@
+//! The native half of a worker: settings from Python, runtimes started per interface,
+//! shutdown and join.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::{LoopBridge, LoopHandles};
+use crate::http::server::{build, Http1Settings, Http2Settings, HttpMode};
+use crate::net::SocketHolder;
+use crate::rsgi::http::{AppContext, RsgiHandler};
+use crate::rsgi::scope::ListenerInfo;
+use crate::runtime::{start, RuntimeConfig, RuntimeMode};
+
+type Http1Tuple = (u64, bool, usize, bool);
+type Http2Tuple = (bool, u32, u32, Option<u64>, u64, u32, u32, u32, usize);
+
+#[pyclass(frozen, module = "granian._granian")]
+pub struct Worker {
+    runtime: RuntimeConfig,
+    http_mode: HttpMode,
+    http1: Http1Settings,
+    http2: Http2Settings,
+    shutdown: CancellationToken,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+#[pymethods]
+impl Worker {
+    #[new]
+    #[pyo3(signature = (runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2))]
+    fn new(
+        runtime_mode: &str,
+        runtime_threads: usize,
+        runtime_blocking_threads: usize,
+        backpressure: usize,
+        http_mode: &str,
+        http1: Http1Tuple,
+        http2: Http2Tuple,
+    ) -> PyResult<Self> {
+        let mode = match runtime_mode {
+            "st" => RuntimeMode::St,
+            "mt" => RuntimeMode::Mt,
+            other => return Err(PyValueError::new_err(format!("unknown runtime mode {other:?}"))),
+        };
+        let http_mode = match http_mode {
+            "auto" => HttpMode::Auto,
+            "1" => HttpMode::Http1,
+            "2" => HttpMode::Http2,
+            other => return Err(PyValueError::new_err(format!("unknown HTTP mode {other:?}"))),
+        };
+        Ok(Self {
+            runtime: RuntimeConfig {
+                mode,
+                threads: runtime_threads.max(1),
+                blocking_threads: runtime_blocking_threads.max(1),
+                backpressure: backpressure.max(1),
+            },
+            http_mode,
+            http1: Http1Settings {
+                header_read_timeout: Duration::from_millis(http1.0),
+                keep_alive: http1.1,
+                max_buffer_size: http1.2,
+                pipeline_flush: http1.3,
+            },
+            http2: Http2Settings {
+                adaptive_window: http2.0,
+                initial_connection_window_size: http2.1,
+                initial_stream_window_size: http2.2,
+                keep_alive_interval: http2.3.map(Duration::from_millis),
+                keep_alive_timeout: Duration::from_secs(http2.4),
+                max_concurrent_streams: http2.5,
+                max_frame_size: http2.6,
+                max_headers_size: http2.7,
+                max_send_buffer_size: http2.8,
+            },
+            shutdown: CancellationToken::new(),
+            threads: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts serving an RSGI app: `on_stopped` is called on the loop once a shutdown
+    /// completed.
+    #[pyo3(signature = (socket, bridge, app, event_loop, logger, on_stopped))]
+    fn serve_rsgi(
+        &self,
+        socket: &SocketHolder,
+        bridge: &LoopBridge,
+        app: Py<PyAny>,
+        event_loop: Bound<'_, PyAny>,
+        logger: Py<PyAny>,
+        on_stopped: Py<PyAny>,
+    ) -> PyResult<()> {
+        let listener = socket.take()?;
+        let local = listener.local_addr()?;
+        let ctx = Arc::new(AppContext {
+            app,
+            handles: LoopHandles::new(&event_loop)?,
+            logger,
+            bridge: bridge.queue.clone(),
+            listener: Arc::new(ListenerInfo {
+                server: format!("{}:{}", local.ip(), local.port()),
+                scheme: "http",
+            }),
+        });
+        let handler = Arc::new(RsgiHandler { ctx });
+        let builder = build(self.http_mode, &self.http1, &self.http2);
+        let queue = bridge.queue.clone();
+        let on_stopped = Arc::new(on_stopped);
+        let notify = Box::new(move || {
+            let callback = on_stopped.clone();
+            queue.schedule(Box::new(move |py| {
+                if let Err(err) = callback.bind(py).call0() {
+                    err.print(py);
+                }
+            }));
+        });
+        let threads = start(&self.runtime, listener, handler, builder, self.shutdown.clone(), notify)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
+        self.threads.lock().map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))?.extend(threads);
+        Ok(())
+    }
+
+    /// Stops accepting; open connections finish their in-flight requests, then close.
+    fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits for the runtime threads to exit, without holding the GIL.
+    fn join(&self, py: Python<'_>) {
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        py.detach(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        });
+    }
+}

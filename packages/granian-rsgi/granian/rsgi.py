@@ -1,0 +1,54 @@
+"""RSGI: the types apps import, and the glue core calls to serve an RSGI app."""
+
+import asyncio
+from enum import IntEnum
+from typing import Any, Callable
+
+from granian._granian import (
+    ProtocolClosed,
+    ProtocolError,
+    RSGIHeaders as Headers,
+    RSGIHTTPProtocol as HTTPProtocol,
+    RSGIHTTPStreamTransport as HTTPStreamTransport,
+    RSGIScope as Scope,
+)
+
+__all__ = [
+    'HTTPProtocol',
+    'HTTPStreamTransport',
+    'Headers',
+    'ProtocolClosed',
+    'ProtocolError',
+    'Scope',
+    'WebsocketMessageType',
+]
+
+
+class WebsocketMessageType(IntEnum):
+    close = 0
+    bytes = 1
+    string = 2
+
+
+IS_ASYNC = True
+
+
+def prepare(target: Any) -> Callable[..., Any]:
+    # An object can serve both ASGI and RSGI: `__rsgi__` wins when present.
+    return getattr(target, '__rsgi__', target)
+
+
+def startup(target: Any, loop: asyncio.AbstractEventLoop) -> None:
+    hook = getattr(target, '__rsgi_init__', None)
+    if hook is not None:
+        hook(loop)
+
+
+def shutdown(target: Any, loop: asyncio.AbstractEventLoop) -> None:
+    hook = getattr(target, '__rsgi_del__', None)
+    if hook is not None:
+        hook(loop)
+
+
+def serve(worker: Any, socket: Any, bridge: Any, app: Any, loop: Any, logger: Any, on_stopped: Any) -> None:
+    worker.serve_rsgi(socket, bridge, app, loop, logger, on_stopped)
