@@ -109,10 +109,17 @@ impl LoopHandles {
 }
 
 /// Completes an asyncio future on the loop thread, unless the app already cancelled it.
-pub fn resolve(queue: &BridgeQueue, future: Py<PyAny>, outcome: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send + 'static) {
+pub fn resolve(
+    queue: &BridgeQueue,
+    future: Py<PyAny>,
+    outcome: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send + 'static,
+) {
     queue.schedule(Box::new(move |py| {
         let future = future.bind(py);
-        if future.call_method0(pyo3::intern!(py, "done")).is_ok_and(|d| d.is_truthy().unwrap_or(true)) {
+        if future
+            .call_method0(pyo3::intern!(py, "done"))
+            .is_ok_and(|d| d.is_truthy().unwrap_or(true))
+        {
             return;
         }
         let _ = match outcome(py) {
@@ -174,5 +181,117 @@ impl Failed {
 
     fn __next__(&mut self) -> PyResult<()> {
         Err(self.error.take().unwrap_or_else(|| PyStopIteration::new_err(())))
+    }
+}
+
+/// The iterator that drives an awaitable: the coroutine itself, or what `__await__` returns.
+pub fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    if unsafe { pyo3::ffi::PyCoro_CheckExact(obj.as_ptr()) } != 0 {
+        return Ok(obj.clone());
+    }
+    match obj.getattr(pyo3::intern!(obj.py(), "__await__")) {
+        Ok(method) => method.call0(),
+        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "the application returned {}, not an awaitable",
+            obj.get_type().name()?
+        ))),
+    }
+}
+
+type Finisher = Box<dyn FnOnce(Python<'_>, Option<PyErr>) + Send + Sync>;
+
+/// Wraps an app's coroutine so the task that runs it settles the request natively when the
+/// coroutine ends: no done-callback round trip through the loop, and an app exception is
+/// logged once here instead of surfacing as "Task exception was never retrieved".
+#[pyclass(module = "granian._granian")]
+pub struct AppCoroutine {
+    coro: Py<PyAny>,
+    finisher: Option<Finisher>,
+}
+
+impl AppCoroutine {
+    pub fn new(coro: Py<PyAny>, finisher: Finisher) -> Self {
+        Self {
+            coro,
+            finisher: Some(finisher),
+        }
+    }
+
+    fn step(&mut self, py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match outcome {
+            Ok(yielded) => Ok(yielded),
+            Err(err) => {
+                let error = if err.is_instance_of::<PyStopIteration>(py) {
+                    None
+                } else {
+                    Some(err)
+                };
+                if let Some(finish) = self.finisher.take() {
+                    finish(py, error);
+                }
+                Err(PyStopIteration::new_err(()))
+            }
+        }
+    }
+
+    fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+        // SAFETY: both pointers are valid, owned references for the call; PyIter_Send hands
+        // back a new reference (or NULL with an exception set) in `result`.
+        let status = unsafe { pyo3::ffi::PyIter_Send(self.coro.as_ptr(), value.as_ptr(), &mut result) };
+        match status {
+            pyo3::ffi::PySendResult::PYGEN_NEXT => Ok(unsafe { Bound::from_owned_ptr(py, result) }.unbind()),
+            pyo3::ffi::PySendResult::PYGEN_RETURN => {
+                unsafe { pyo3::ffi::Py_XDECREF(result) };
+                Err(PyStopIteration::new_err(()))
+            }
+            _ => Err(PyErr::take(py).unwrap_or_else(|| PyStopIteration::new_err(()))),
+        }
+    }
+}
+
+#[pymethods]
+impl AppCoroutine {
+    fn send(&mut self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let outcome = self.send_inner(py, &value);
+        self.step(py, outcome)
+    }
+
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        &mut self,
+        py: Python<'_>,
+        typ: Bound<'_, PyAny>,
+        val: Option<Bound<'_, PyAny>>,
+        tb: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let coro = self.coro.bind(py).clone();
+        let outcome = match (val, tb) {
+            (None, None) => coro.call_method1(pyo3::intern!(py, "throw"), (typ,)),
+            (val, tb) => coro.call_method1(pyo3::intern!(py, "throw"), (typ, val, tb)),
+        }
+        .map(Bound::unbind);
+        self.step(py, outcome)
+    }
+
+    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
+        let closed = self.coro.bind(py).call_method0(pyo3::intern!(py, "close"));
+        if let Some(finish) = self.finisher.take() {
+            finish(py, closed.as_ref().err().map(|e| e.clone_ref(py)));
+        }
+        closed.map(|_| ())
+    }
+
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let outcome = self.send_inner(py, &py.None().into_bound(py));
+        self.step(py, outcome)
     }
 }

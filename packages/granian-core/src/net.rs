@@ -33,8 +33,13 @@ pub struct SocketHolder {
 
 impl SocketHolder {
     pub fn take(&self) -> PyResult<TcpListener> {
-        let guard = self.listener.lock().map_err(|_| PyRuntimeError::new_err("listener lock poisoned"))?;
-        let listener = guard.as_ref().ok_or_else(|| PyRuntimeError::new_err("listener is closed"))?;
+        let guard = self
+            .listener
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("listener lock poisoned"))?;
+        let listener = guard
+            .as_ref()
+            .ok_or_else(|| PyRuntimeError::new_err("listener is closed"))?;
         Ok(listener.try_clone()?)
     }
 }
@@ -46,7 +51,10 @@ impl SocketHolder {
         let listener = bind_tcp(address, port, backlog)
             .map_err(|e| PyOSError::new_err(format!("cannot bind to {address}:{port}: {e}")))?;
         let local = listener.local_addr()?;
-        Ok(Self { listener: Mutex::new(Some(listener)), local })
+        Ok(Self {
+            listener: Mutex::new(Some(listener)),
+            local,
+        })
     }
 
     /// Adopts a listening socket opened elsewhere (a parent process), by descriptor.
@@ -55,13 +63,22 @@ impl SocketHolder {
         let dup = nix_dup(fd)?;
         let listener = unsafe { TcpListener::from_raw_fd(dup) };
         let local = listener.local_addr()?;
-        Ok(Self { listener: Mutex::new(Some(listener)), local })
+        Ok(Self {
+            listener: Mutex::new(Some(listener)),
+            local,
+        })
     }
 
     fn fileno(&self) -> PyResult<i32> {
         use std::os::fd::AsRawFd;
-        let guard = self.listener.lock().map_err(|_| PyRuntimeError::new_err("listener lock poisoned"))?;
-        guard.as_ref().map(|l| l.as_raw_fd()).ok_or_else(|| PyRuntimeError::new_err("listener is closed"))
+        let guard = self
+            .listener
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("listener lock poisoned"))?;
+        guard
+            .as_ref()
+            .map(|l| l.as_raw_fd())
+            .ok_or_else(|| PyRuntimeError::new_err("listener is closed"))
     }
 
     #[getter]

@@ -77,14 +77,16 @@ pub fn start<H: Handler>(
         .build()?;
         let listener = listener.try_clone()?;
         let shared = shared.clone();
-        let thread = std::thread::Builder::new().name(format!("granian-rt-{idx}")).spawn(move || {
-            runtime.block_on(accept_loop(listener, shared.clone()));
-            if shared.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                (shared.on_stopped)();
-            }
-            // Leftover tasks (body reads the app abandoned) must not delay the exit.
-            runtime.shutdown_timeout(Duration::from_millis(100));
-        })?;
+        let thread = std::thread::Builder::new()
+            .name(format!("granian-rt-{idx}"))
+            .spawn(move || {
+                runtime.block_on(accept_loop(listener, shared.clone()));
+                if shared.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    (shared.on_stopped)();
+                }
+                // Leftover tasks (body reads the app abandoned) must not delay the exit.
+                runtime.shutdown_timeout(Duration::from_millis(100));
+            })?;
         threads.push(thread);
     }
     Ok(threads)

@@ -121,7 +121,10 @@ impl Worker {
         });
         let threads = start(&self.runtime, listener, handler, builder, self.shutdown.clone(), notify)
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
-        self.threads.lock().map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))?.extend(threads);
+        self.threads
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))?
+            .extend(threads);
         Ok(())
     }
 
@@ -132,7 +135,11 @@ impl Worker {
 
     /// Waits for the runtime threads to exit, without holding the GIL.
     fn join(&self, py: Python<'_>) {
-        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
         py.detach(move || {
             for thread in threads {
                 let _ = thread.join();

@@ -7,9 +7,17 @@ from typing import Any, Callable
 from granian._granian import (
     ProtocolClosed,
     ProtocolError,
+)
+from granian._granian import (
     RSGIHeaders as Headers,
+)
+from granian._granian import (
     RSGIHTTPProtocol as HTTPProtocol,
+)
+from granian._granian import (
     RSGIHTTPStreamTransport as HTTPStreamTransport,
+)
+from granian._granian import (
     RSGIScope as Scope,
 )
 

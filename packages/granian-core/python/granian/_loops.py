@@ -31,7 +31,9 @@ class LoopRegistry:
             raise ConfigurationError("the 'winloop' event loop is only available on Windows")
         package = _PACKAGES.get(name)
         if package and importlib.util.find_spec(package) is None:
-            raise ConfigurationError(f"the {name!r} event loop needs the {package} package: pip install granian[{package}]")
+            raise ConfigurationError(
+                f'the {name!r} event loop needs the {package} package: pip install granian[{package}]'
+            )
 
     def get(self, name: str) -> asyncio.AbstractEventLoop:
         self.check(name)

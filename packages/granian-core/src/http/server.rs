@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
+use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,7 +21,11 @@ use super::body::ResponseBody;
 
 /// What a protocol (RSGI, ASGI, WSGI) plugs into the HTTP server.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> impl Future<Output = Response<ResponseBody>> + Send;
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,15 +92,37 @@ pub fn error_response(status: StatusCode) -> Response<ResponseBody> {
     response
 }
 
+fn strip_body(response: &mut Response<ResponseBody>) {
+    if let Some(len) = response.body().size_hint().exact() {
+        if !response.headers().contains_key(CONTENT_LENGTH) {
+            response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+        }
+    }
+    *response.body_mut() = ResponseBody::empty();
+}
+
 /// Serves one connection; on shutdown, lets in-flight requests finish, then closes.
-pub async fn serve_connection<IO, H>(io: IO, peer: SocketAddr, handler: Arc<H>, builder: Arc<ConnBuilder>, shutdown: CancellationToken)
-where
+pub async fn serve_connection<IO, H>(
+    io: IO,
+    peer: SocketAddr,
+    handler: Arc<H>,
+    builder: Arc<ConnBuilder>,
+    shutdown: CancellationToken,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
     let service = service_fn(move |req| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
+        async move {
+            let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
+            let mut response = handler.handle(req, peer).await;
+            if head_h2 {
+                // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
+                strip_body(&mut response);
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

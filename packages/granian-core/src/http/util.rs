@@ -35,7 +35,9 @@ pub fn check_range(start: i64, end: i64, len: u64) -> Result<(u64, u64), String>
         return Err(format!("invalid range {start}-{end}: start must be lower than end"));
     }
     if start >= len {
-        return Err(format!("invalid range {start}-{end}: start is past the end of the file ({len} bytes)"));
+        return Err(format!(
+            "invalid range {start}-{end}: start is past the end of the file ({len} bytes)"
+        ));
     }
     Ok((start, end.min(len)))
 }

@@ -18,7 +18,7 @@ use tokio_util::io::ReaderStream;
 
 use super::scope::{ListenerInfo, Scope};
 use super::{ProtocolClosed, ProtocolError};
-use crate::bridge::{resolve, BridgeQueue, Failed, LoopHandles, Ready};
+use crate::bridge::{awaitable_iter, resolve, AppCoroutine, BridgeQueue, Failed, LoopHandles, Ready};
 use crate::http::body::{DisconnectGuard, FileReader, Payload, RequestState, ResponseBody};
 use crate::http::server::{error_response, Handler};
 use crate::http::util::check_range;
@@ -39,9 +39,11 @@ pub struct AppContext {
 }
 
 impl AppContext {
-    pub fn log_app_error(&self, py: Python<'_>, message: &str, exc: &Bound<'_, PyAny>) {
+    /// Logs on `_granian` with the full traceback of `err`.
+    pub fn log_app_error(&self, py: Python<'_>, message: &str, err: &PyErr) {
+        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
         let kwargs = PyDict::new(py);
-        let _ = kwargs.set_item("exc_info", exc);
+        let _ = kwargs.set_item("exc_info", exc_info);
         let _ = self.logger.bind(py).call_method("error", (message,), Some(&kwargs));
     }
 }
@@ -100,22 +102,25 @@ fn start_request(
                 stream: Arc::new(Mutex::new(None)),
             },
         )?;
-        let on_done = DoneCallback { protocol: protocol.clone_ref(py) };
         let outcome = (|| -> PyResult<()> {
             let coro = ctx.app.bind(py).call1((Py::new(py, scope)?, protocol.clone_ref(py)))?;
-            let task = ctx.handles.create_task.bind(py).call1((coro,))?;
-            task.call_method1(pyo3::intern!(py, "add_done_callback"), (on_done,))?;
+            let finished = protocol.clone_ref(py);
+            let runner = AppCoroutine::new(
+                awaitable_iter(&coro)?.unbind(),
+                Box::new(move |py, error| finished.get().app_finished(py, error)),
+            );
+            ctx.handles.create_task.bind(py).call1((runner,))?;
             Ok(())
         })();
         if let Err(err) = outcome {
-            ctx.log_app_error(py, "Application callable raised an exception", err.value(py).as_any());
+            ctx.log_app_error(py, "Application callable raised an exception", &err);
             protocol.get().fail();
         }
         Ok(())
     })();
     if let Err(err) = started {
         // The responder was moved into the failed protocol and dropped with it: hyper sends 500.
-        ctx.log_app_error(py, "Cannot start the request", err.value(py).as_any());
+        ctx.log_app_error(py, "Cannot start the request", &err);
     }
 }
 
@@ -171,7 +176,9 @@ impl HttpProtocol {
         self.runtime.spawn(async move {
             let taken = source.lock().ok().and_then(|mut s| s.incoming.take());
             let Some(mut incoming) = taken else {
-                resolve(&bridge, reply, |_| Err(ProtocolError::new_err("the request body is being read concurrently")));
+                resolve(&bridge, reply, |_| {
+                    Err(ProtocolError::new_err("the request body is being read concurrently"))
+                });
                 return;
             };
             if whole {
@@ -195,7 +202,9 @@ impl HttpProtocol {
                             if let Ok(mut s) = source.lock() {
                                 s.incoming = Some(incoming);
                             }
-                            resolve(&bridge, reply, move |py| Ok(PyBytes::new(py, &data).into_any().unbind()));
+                            resolve(&bridge, reply, move |py| {
+                                Ok(PyBytes::new(py, &data).into_any().unbind())
+                            });
                             return;
                         }
                     }
@@ -203,7 +212,9 @@ impl HttpProtocol {
                         if let Ok(mut s) = source.lock() {
                             s.finished = true;
                         }
-                        resolve(&bridge, reply, move |_| Err(ProtocolClosed::new_err(format!("request body interrupted: {err}"))));
+                        resolve(&bridge, reply, move |_| {
+                            Err(ProtocolClosed::new_err(format!("request body interrupted: {err}")))
+                        });
                         return;
                     }
                     None => {
@@ -217,6 +228,27 @@ impl HttpProtocol {
             }
         });
         Ok(future)
+    }
+
+    /// The app's coroutine ended: log its failure, end a stream, answer 500 if it never did.
+    fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
+        let raised = match error {
+            Some(err) if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) => {
+                log::debug!("the application task was cancelled");
+                true
+            }
+            Some(err) => {
+                self.ctx.log_app_error(py, "Application callable raised an exception", &err);
+                true
+            }
+            None => false,
+        };
+        if self.finish() {
+            if !raised && !self.state.is_disconnected() {
+                log::error!("the application returned without sending a response: answering 500");
+            }
+            self.fail();
+        }
     }
 
     fn body_finished(&self) -> bool {
@@ -329,7 +361,14 @@ impl HttpProtocol {
     }
 
     #[pyo3(signature = (status, headers, file, start, end))]
-    fn response_file_range(&self, status: u16, headers: Bound<'_, PyAny>, file: PathBuf, start: i64, end: i64) -> PyResult<()> {
+    fn response_file_range(
+        &self,
+        status: u16,
+        headers: Bound<'_, PyAny>,
+        file: PathBuf,
+        start: i64,
+        end: i64,
+    ) -> PyResult<()> {
         let path = file.to_string_lossy();
         let response = match open_file(&path) {
             Some((handle, len)) => {
@@ -409,34 +448,5 @@ impl StreamTransport {
 
     fn send_str(&self, py: Python<'_>, data: Bound<'_, PyString>) -> PyResult<Py<PyAny>> {
         self.send(py, Bytes::copy_from_slice(data.to_str()?.as_bytes()))
-    }
-}
-
-/// Attached to the app's task: logs its failure and settles the response it left behind.
-#[pyclass(frozen, module = "granian._granian")]
-pub struct DoneCallback {
-    protocol: Py<HttpProtocol>,
-}
-
-#[pymethods]
-impl DoneCallback {
-    fn __call__(&self, py: Python<'_>, task: Bound<'_, PyAny>) -> PyResult<()> {
-        let protocol = self.protocol.get();
-        let cancelled = task.call_method0(pyo3::intern!(py, "cancelled"))?.is_truthy()?;
-        let mut raised = false;
-        if !cancelled {
-            let exc = task.call_method0(pyo3::intern!(py, "exception"))?;
-            if !exc.is_none() {
-                raised = true;
-                protocol.ctx.log_app_error(py, "Application callable raised an exception", &exc);
-            }
-        }
-        if protocol.finish() {
-            if !raised && !protocol.state.is_disconnected() {
-                log::error!("the application returned without sending a response: answering 500");
-            }
-            protocol.fail();
-        }
-        Ok(())
     }
 }

@@ -3,5 +3,15 @@
 pub mod http;
 pub mod scope;
 
-pyo3::create_exception!(granian._granian, ProtocolError, pyo3::exceptions::PyRuntimeError, "The RSGI protocol was misused.");
-pyo3::create_exception!(granian._granian, ProtocolClosed, pyo3::exceptions::PyRuntimeError, "The client went away.");
+pyo3::create_exception!(
+    granian._granian,
+    ProtocolError,
+    pyo3::exceptions::PyRuntimeError,
+    "The RSGI protocol was misused."
+);
+pyo3::create_exception!(
+    granian._granian,
+    ProtocolClosed,
+    pyo3::exceptions::PyRuntimeError,
+    "The client went away."
+);

@@ -43,7 +43,11 @@ impl Headers {
     }
 
     fn get_all(&self, key: &str) -> Vec<String> {
-        self.map.get_all(key.to_ascii_lowercase()).iter().map(Self::value_str).collect()
+        self.map
+            .get_all(key.to_ascii_lowercase())
+            .iter()
+            .map(Self::value_str)
+            .collect()
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -51,7 +55,11 @@ impl Headers {
     }
 
     fn values(&self) -> Vec<String> {
-        self.map.keys().filter_map(|k| self.map.get(k)).map(Self::value_str).collect()
+        self.map
+            .keys()
+            .filter_map(|k| self.map.get(k))
+            .map(Self::value_str)
+            .collect()
     }
 
     fn items(&self) -> Vec<(&str, String)> {
@@ -77,7 +85,9 @@ impl Headers {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyList::new(py, self.map.keys().map(|k| k.as_str()))?.try_iter().map(Bound::into_any)
+        PyList::new(py, self.map.keys().map(|k| k.as_str()))?
+            .try_iter()
+            .map(Bound::into_any)
     }
 
     fn __repr__(&self) -> String {

@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import os
 import signal
 import threading
 from pathlib import Path
@@ -166,9 +165,9 @@ class Granian:
             refuse('runtime_threads', 'must be at least 1')
         if self.runtime_blocking_threads is not None and self.runtime_blocking_threads < 1:
             refuse('runtime_blocking_threads', 'must be at least 1')
-        if self.interface in (Interfaces.RSGI, Interfaces.ASGI, Interfaces.ASGINL):
-            if self.blocking_threads not in (None, 1):
-                refuse('blocking_threads', f'the {self.interface} interface runs on the event loop: it can only be 1')
+        is_async = self.interface in (Interfaces.RSGI, Interfaces.ASGI, Interfaces.ASGINL)
+        if is_async and self.blocking_threads not in (None, 1):
+            refuse('blocking_threads', f'the {self.interface} interface runs on the event loop: it can only be 1')
         if self.task_impl == TaskImpl.rust:
             refuse('task_impl', "the 'rust' task implementation is not available in this build: use 'asyncio'")
         unsupported = {
