@@ -20,6 +20,7 @@ from granian._granian import (
 from granian._granian import (
     RSGIScope as Scope,
 )
+from granian._internal import require_callable
 
 __all__ = [
     'HTTPProtocol',
@@ -41,9 +42,9 @@ class WebsocketMessageType(IntEnum):
 IS_ASYNC = True
 
 
-def prepare(target: Any) -> Callable[..., Any]:
+def prepare(target: Any, name: str) -> Callable[..., Any]:
     # An object can serve both ASGI and RSGI: `__rsgi__` wins when present.
-    return getattr(target, '__rsgi__', target)
+    return require_callable(getattr(target, '__rsgi__', target), name)
 
 
 def startup(target: Any, loop: asyncio.AbstractEventLoop) -> None:

@@ -1,7 +1,7 @@
 """Maps an interface name to the distribution that implements it.
 
 Core never imports an interface at module level: each implementation module exposes
-`IS_ASYNC`, `prepare(target)`, `startup(app, loop)`, `shutdown(app, loop)` and
+`IS_ASYNC`, `prepare(target, target_name)`, `startup(app, loop)`, `shutdown(app, loop)` and
 `serve(worker, socket, bridge, app, loop, logger, on_stopped)`.
 """
 

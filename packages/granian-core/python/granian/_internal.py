@@ -7,7 +7,9 @@ from .errors import FatalError
 
 
 def load_target(target: str, factory: bool = False, working_dir: Optional[str] = None) -> Any:
-    """Imports `module:attr` (attr defaults to `app`), from the working directory too."""
+    """Imports `module:attr` (attr defaults to `app`), from the working directory too.
+
+    Whether the object is servable is the interface's call (`require_callable`)."""
     if working_dir:
         os.chdir(working_dir)
     cwd = os.getcwd()
@@ -36,6 +38,10 @@ def load_target(target: str, factory: bool = False, working_dir: Optional[str] =
             obj = obj()
         except Exception as exc:
             raise FatalError(f'the factory {target!r} raised {exc!r}') from exc
-    if not callable(obj):
-        raise FatalError(f'the target {target!r} is not callable')
     return obj
+
+
+def require_callable(app: Any, target: str) -> Any:
+    if not callable(app):
+        raise FatalError(f'the target {target!r} is not callable')
+    return app

@@ -11,6 +11,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -56,33 +57,60 @@ pub struct Http2Settings {
     pub max_send_buffer_size: usize,
 }
 
-pub type ConnBuilder = auto::Builder<TokioExecutor>;
+/// Connection builders per HTTP mode. hyper-util's auto builder ignores `http1_only` /
+/// `http2_only` once upgrades are enabled, so forced modes use hyper's own builders.
+pub enum ConnBuilder {
+    Auto(auto::Builder<TokioExecutor>),
+    Http1(http1::Builder),
+    Http2(http2::Builder<TokioExecutor>),
+}
+
+// The same settings apply to hyper's builders and to hyper-util's wrappers of them.
+macro_rules! apply_http1 {
+    ($builder:expr, $s:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .header_read_timeout($s.header_read_timeout)
+            .keep_alive($s.keep_alive)
+            .max_buf_size($s.max_buffer_size)
+            .pipeline_flush($s.pipeline_flush)
+    };
+}
+
+macro_rules! apply_http2 {
+    ($builder:expr, $s:expr) => {
+        $builder
+            .timer(TokioTimer::new())
+            .adaptive_window($s.adaptive_window)
+            .initial_connection_window_size($s.initial_connection_window_size)
+            .initial_stream_window_size($s.initial_stream_window_size)
+            .keep_alive_interval($s.keep_alive_interval)
+            .keep_alive_timeout($s.keep_alive_timeout)
+            .max_concurrent_streams($s.max_concurrent_streams)
+            .max_frame_size($s.max_frame_size)
+            .max_header_list_size($s.max_headers_size)
+            .max_send_buf_size($s.max_send_buffer_size)
+    };
+}
 
 pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings) -> ConnBuilder {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(h1.header_read_timeout)
-        .keep_alive(h1.keep_alive)
-        .max_buf_size(h1.max_buffer_size)
-        .pipeline_flush(h1.pipeline_flush);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .adaptive_window(h2.adaptive_window)
-        .initial_connection_window_size(h2.initial_connection_window_size)
-        .initial_stream_window_size(h2.initial_stream_window_size)
-        .keep_alive_interval(h2.keep_alive_interval)
-        .keep_alive_timeout(h2.keep_alive_timeout)
-        .max_concurrent_streams(h2.max_concurrent_streams)
-        .max_frame_size(h2.max_frame_size)
-        .max_header_list_size(h2.max_headers_size)
-        .max_send_buf_size(h2.max_send_buffer_size);
     match mode {
-        HttpMode::Auto => builder,
-        HttpMode::Http1 => builder.http1_only(),
-        HttpMode::Http2 => builder.http2_only(),
+        HttpMode::Auto => {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            apply_http1!(builder.http1(), h1);
+            apply_http2!(builder.http2(), h2);
+            ConnBuilder::Auto(builder)
+        }
+        HttpMode::Http1 => {
+            let mut builder = http1::Builder::new();
+            apply_http1!(builder, h1);
+            ConnBuilder::Http1(builder)
+        }
+        HttpMode::Http2 => {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            apply_http2!(builder, h2);
+            ConnBuilder::Http2(builder)
+        }
     }
 }
 
@@ -124,14 +152,25 @@ pub async fn serve_connection<IO, H>(
             Ok::<_, Infallible>(response)
         }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    // Each builder yields its own connection type: drive them alike, graceful on shutdown.
+    macro_rules! drive {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => result.map_err(|e| e.to_string()),
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await.map_err(|e| e.to_string())
+                }
+            }
+        }};
+    }
+    let io = TokioIo::new(io);
+    let result = match &*builder {
+        ConnBuilder::Auto(b) => drive!(b.serve_connection_with_upgrades(io, service)),
+        ConnBuilder::Http1(b) => drive!(b.serve_connection(io, service).with_upgrades()),
+        ConnBuilder::Http2(b) => drive!(b.serve_connection(io, service)),
     };
     if let Err(err) = result {
         log::debug!("connection from {peer} ended with an error: {err}");

@@ -39,6 +39,10 @@ pub struct AppContext {
 }
 
 impl AppContext {
+    pub fn log_error(&self, py: Python<'_>, message: &str) {
+        let _ = self.logger.bind(py).call_method1("error", (message,));
+    }
+
     /// Logs on `_granian` with the full traceback of `err`.
     pub fn log_app_error(&self, py: Python<'_>, message: &str, err: &PyErr) {
         let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
@@ -177,7 +181,9 @@ impl HttpProtocol {
             let taken = source.lock().ok().and_then(|mut s| s.incoming.take());
             let Some(mut incoming) = taken else {
                 resolve(&bridge, reply, |_| {
-                    Err(ProtocolError::new_err("the request body is being read concurrently"))
+                    Err(ProtocolError::new_err(
+                        "the request body was already consumed, or is being read by another call",
+                    ))
                 });
                 return;
             };
@@ -238,14 +244,16 @@ impl HttpProtocol {
                 true
             }
             Some(err) => {
-                self.ctx.log_app_error(py, "Application callable raised an exception", &err);
+                self.ctx
+                    .log_app_error(py, "Application callable raised an exception", &err);
                 true
             }
             None => false,
         };
         if self.finish() {
             if !raised && !self.state.is_disconnected() {
-                log::error!("the application returned without sending a response: answering 500");
+                self.ctx
+                    .log_error(py, "Application returned without sending a response: answering 500");
             }
             self.fail();
         }

@@ -80,6 +80,7 @@ impl Headers {
         }
     }
 
+    /// Distinct names, as `keys()` lists them.
     fn __len__(&self) -> usize {
         self.map.keys_len()
     }

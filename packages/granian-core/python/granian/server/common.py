@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 from pathlib import Path
@@ -259,7 +260,12 @@ class Granian:
             logger.error(str(exc))
             raise SystemExit(1) from None
         logger.info(f'Starting granian (interface: {self.interface}, HTTP: {self.http}, loop: {self.loop})')
-        logger.info(f'Listening at: http://{self.address}:{socket.port}')
+        try:
+            self._write_pid_file()
+        except FatalError as exc:
+            socket.close()
+            logger.error(str(exc))
+            raise SystemExit(1) from None
         self._call_hooks('startup')
         try:
             self._running = _RunningWorker(self, socket)
@@ -272,8 +278,37 @@ class Granian:
         finally:
             self._running = None
             socket.close()
+            self._remove_pid_file()
         self._call_hooks('shutdown')
         logger.info('Shutdown complete')
+
+    def _write_pid_file(self) -> None:
+        if not self.pid_file:
+            return
+        try:
+            old_pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            old_pid = None
+        if old_pid and old_pid != os.getpid() and _pid_alive(old_pid):
+            raise FatalError(f'the PID file {self.pid_file} names a running process ({old_pid}): refusing to start')
+        self.pid_file.write_text(f'{os.getpid()}\n')
+
+    def _remove_pid_file(self) -> None:
+        if not self.pid_file:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if int(self.pid_file.read_text().strip()) == os.getpid():
+                self.pid_file.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _RunningWorker:
@@ -304,7 +339,7 @@ class _RunningWorker:
         server = self.server
         interface = load_interface(server.interface)
         target = load_target(server.target, server.factory, str(server.working_dir) if server.working_dir else None)
-        app = interface.prepare(target)
+        app = interface.prepare(target, server.target)
         loop = loops.get(server.loop)
         self.loop = loop
         asyncio.set_event_loop(loop)
@@ -314,6 +349,7 @@ class _RunningWorker:
             interface.startup(target, loop)
             self.native = server._native_worker()
             interface.serve(self.native, self.socket, bridge, app, loop, logger, loop.stop)
+            logger.info(f'Listening at: http://{server.address}:{self.socket.port}')
             if self._stopping:
                 self._stop()
             try:
