@@ -59,5 +59,7 @@ def shutdown(target: Any, loop: asyncio.AbstractEventLoop) -> None:
         hook(loop)
 
 
-def serve(worker: Any, socket: Any, bridge: Any, app: Any, loop: Any, logger: Any, on_stopped: Any) -> None:
+def serve(
+    worker: Any, socket: Any, bridge: Any, app: Any, loop: Any, logger: Any, on_stopped: Any, options: Any
+) -> None:
     worker.serve_rsgi(socket, bridge, app, loop, logger, on_stopped)

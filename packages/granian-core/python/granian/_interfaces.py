@@ -2,7 +2,8 @@
 
 Core never imports an interface at module level: each implementation module exposes
 `IS_ASYNC`, `prepare(target, target_name)`, `startup(app, loop)`, `shutdown(app, loop)` and
-`serve(worker, socket, bridge, app, loop, logger, on_stopped)`.
+`serve(worker, socket, bridge, app, loop, logger, on_stopped, options)` (`options`: the
+`Granian` object, for interface-specific settings such as `url_path_prefix`).
 """
 
 import importlib

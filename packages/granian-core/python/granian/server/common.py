@@ -348,7 +348,7 @@ class _RunningWorker:
         with self._signals(loop):
             interface.startup(target, loop)
             self.native = server._native_worker()
-            interface.serve(self.native, self.socket, bridge, app, loop, logger, loop.stop)
+            interface.serve(self.native, self.socket, bridge, app, loop, logger, loop.stop, server)
             logger.info(f'Listening at: http://{server.address}:{self.socket.port}')
             if self._stopping:
                 self._stop()
