@@ -1,5 +1,7 @@
 //! The `granian._granian` extension module: registers classes and functions, nothing else.
 
+mod app;
+mod asgi;
 mod bridge;
 mod http;
 mod net;
@@ -22,6 +24,8 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rsgi::scope::Headers>()?;
     m.add_class::<rsgi::http::HttpProtocol>()?;
     m.add_class::<rsgi::http::StreamTransport>()?;
+    m.add_class::<asgi::http::Receive>()?;
+    m.add_class::<asgi::http::Send>()?;
     m.add("ProtocolError", py.get_type::<rsgi::ProtocolError>())?;
     m.add("ProtocolClosed", py.get_type::<rsgi::ProtocolClosed>())?;
     Ok(())

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{AppContext, ListenerInfo};
+use crate::asgi::http::{server_tuple, AsgiHandler, AsgiShared};
 use crate::bridge::{LoopBridge, LoopHandles};
-use crate::http::server::{build, Http1Settings, Http2Settings, HttpMode};
+use crate::http::server::{build, Handler, Http1Settings, Http2Settings, HttpMode};
 use crate::net::SocketHolder;
-use crate::rsgi::http::{AppContext, RsgiHandler};
-use crate::rsgi::scope::ListenerInfo;
+use crate::rsgi::http::RsgiHandler;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
 
 type Http1Tuple = (u64, bool, usize, bool);
@@ -27,6 +29,51 @@ pub struct Worker {
     http2: Http2Settings,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn app_context(
+    listener: &std::net::TcpListener,
+    bridge: &LoopBridge,
+    app: Py<PyAny>,
+    event_loop: &Bound<'_, PyAny>,
+    logger: Py<PyAny>,
+) -> PyResult<Arc<AppContext>> {
+    Ok(Arc::new(AppContext {
+        app,
+        handles: LoopHandles::new(event_loop)?,
+        logger,
+        bridge: bridge.queue.clone(),
+        listener: Arc::new(ListenerInfo::new(listener.local_addr()?, "http")),
+    }))
+}
+
+impl Worker {
+    fn launch<H: Handler>(
+        &self,
+        listener: std::net::TcpListener,
+        bridge: &LoopBridge,
+        handler: Arc<H>,
+        on_stopped: Py<PyAny>,
+    ) -> PyResult<()> {
+        let builder = build(self.http_mode, &self.http1, &self.http2);
+        let queue = bridge.queue.clone();
+        let on_stopped = Arc::new(on_stopped);
+        let notify = Box::new(move || {
+            let callback = on_stopped.clone();
+            queue.schedule(Box::new(move |py| {
+                if let Err(err) = callback.bind(py).call0() {
+                    err.print(py);
+                }
+            }));
+        });
+        let threads = start(&self.runtime, listener, handler, builder, self.shutdown.clone(), notify)
+            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
+        self.threads
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))?
+            .extend(threads);
+        Ok(())
+    }
 }
 
 #[pymethods]
@@ -96,36 +143,33 @@ impl Worker {
         on_stopped: Py<PyAny>,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let local = listener.local_addr()?;
-        let ctx = Arc::new(AppContext {
-            app,
-            handles: LoopHandles::new(&event_loop)?,
-            logger,
-            bridge: bridge.queue.clone(),
-            listener: Arc::new(ListenerInfo {
-                server: format!("{}:{}", local.ip(), local.port()),
-                scheme: "http",
-            }),
+        let ctx = app_context(&listener, bridge, app, &event_loop, logger)?;
+        self.launch(listener, bridge, Arc::new(RsgiHandler { ctx }), on_stopped)
+    }
+
+    /// Starts serving an ASGI app; `state` is the lifespan state copied into each scope.
+    #[pyo3(signature = (socket, bridge, app, event_loop, logger, on_stopped, state, root_path))]
+    #[allow(clippy::too_many_arguments)]
+    fn serve_asgi(
+        &self,
+        py: Python<'_>,
+        socket: &SocketHolder,
+        bridge: &LoopBridge,
+        app: Py<PyAny>,
+        event_loop: Bound<'_, PyAny>,
+        logger: Py<PyAny>,
+        on_stopped: Py<PyAny>,
+        state: Option<Py<PyDict>>,
+        root_path: String,
+    ) -> PyResult<()> {
+        let listener = socket.take()?;
+        let ctx = app_context(&listener, bridge, app, &event_loop, logger)?;
+        let shared = Arc::new(AsgiShared {
+            state,
+            root_path,
+            server: server_tuple(py, &ctx.listener.ip, ctx.listener.port)?,
         });
-        let handler = Arc::new(RsgiHandler { ctx });
-        let builder = build(self.http_mode, &self.http1, &self.http2);
-        let queue = bridge.queue.clone();
-        let on_stopped = Arc::new(on_stopped);
-        let notify = Box::new(move || {
-            let callback = on_stopped.clone();
-            queue.schedule(Box::new(move |py| {
-                if let Err(err) = callback.bind(py).call0() {
-                    err.print(py);
-                }
-            }));
-        });
-        let threads = start(&self.runtime, listener, handler, builder, self.shutdown.clone(), notify)
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
-        self.threads
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))?
-            .extend(threads);
-        Ok(())
+        self.launch(listener, bridge, Arc::new(AsgiHandler { ctx, shared }), on_stopped)
     }
 
     /// Stops accepting; open connections finish their in-flight requests, then close.

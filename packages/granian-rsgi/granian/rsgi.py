@@ -42,24 +42,30 @@ class WebsocketMessageType(IntEnum):
 IS_ASYNC = True
 
 
-def prepare(target: Any, name: str) -> Callable[..., Any]:
+class RSGIApp:
+    """The loaded target and the callable the worker calls per request."""
+
+    def __init__(self, target: Any, handler: Callable[..., Any]):
+        self.target = target
+        self.handler = handler
+
+
+def prepare(target: Any, options: Any) -> RSGIApp:
     # An object can serve both ASGI and RSGI: `__rsgi__` wins when present.
-    return require_callable(getattr(target, '__rsgi__', target), name)
+    return RSGIApp(target, require_callable(getattr(target, '__rsgi__', target), options.target))
 
 
-def startup(target: Any, loop: asyncio.AbstractEventLoop) -> None:
-    hook = getattr(target, '__rsgi_init__', None)
+def startup(app: RSGIApp, loop: asyncio.AbstractEventLoop) -> None:
+    hook = getattr(app.target, '__rsgi_init__', None)
     if hook is not None:
         hook(loop)
 
 
-def shutdown(target: Any, loop: asyncio.AbstractEventLoop) -> None:
-    hook = getattr(target, '__rsgi_del__', None)
+def shutdown(app: RSGIApp, loop: asyncio.AbstractEventLoop) -> None:
+    hook = getattr(app.target, '__rsgi_del__', None)
     if hook is not None:
         hook(loop)
 
 
-def serve(
-    worker: Any, socket: Any, bridge: Any, app: Any, loop: Any, logger: Any, on_stopped: Any, options: Any
-) -> None:
-    worker.serve_rsgi(socket, bridge, app, loop, logger, on_stopped)
+def serve(app: RSGIApp, worker: Any, socket: Any, bridge: Any, loop: Any, logger: Any, on_stopped: Any) -> None:
+    worker.serve_rsgi(socket, bridge, app.handler, loop, logger, on_stopped)

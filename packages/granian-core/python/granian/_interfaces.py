@@ -1,9 +1,12 @@
 """Maps an interface name to the distribution that implements it.
 
 Core never imports an interface at module level: each implementation module exposes
-`IS_ASYNC`, `prepare(target, target_name)`, `startup(app, loop)`, `shutdown(app, loop)` and
-`serve(worker, socket, bridge, app, loop, logger, on_stopped, options)` (`options`: the
-`Granian` object, for interface-specific settings such as `url_path_prefix`).
+`IS_ASYNC` and four calls, in this order:
+- `prepare(target, options) -> app`: checks the loaded target and wraps it (`options` is
+  the `Granian` object, for settings such as `interface` or `url_path_prefix`);
+- `startup(app, loop)`: before serving, the loop not running (RSGI init, ASGI lifespan);
+- `serve(app, worker, socket, bridge, loop, logger, on_stopped)`: starts the native worker;
+- `shutdown(app, loop)`: after serving, the loop stopped.
 """
 
 import importlib

@@ -116,10 +116,18 @@ pub struct RequestState {
     bridge: Arc<BridgeQueue>,
 }
 
+/// A future to resolve with `value` on disconnect, and with `on_complete` also once the
+/// response is fully handed over.
+struct Watcher {
+    future: Py<PyAny>,
+    value: Py<PyAny>,
+    on_complete: bool,
+}
+
 #[derive(Default)]
 struct Disconnect {
     happened: bool,
-    watchers: Vec<Py<PyAny>>,
+    watchers: Vec<Watcher>,
 }
 
 impl RequestState {
@@ -133,6 +141,24 @@ impl RequestState {
 
     pub fn complete(&self) {
         self.completed.store(true, Ordering::Release);
+        let done = {
+            let mut state = self.disconnected.lock().unwrap_or_else(|e| e.into_inner());
+            if !state.watchers.iter().any(|w| w.on_complete) {
+                return;
+            }
+            let (done, kept): (Vec<Watcher>, Vec<Watcher>) = std::mem::take(&mut state.watchers)
+                .into_iter()
+                .partition(|w| w.on_complete);
+            state.watchers = kept;
+            done
+        };
+        for watcher in done {
+            resolve(&self.bridge, watcher.future, move |_| Ok(watcher.value));
+        }
+    }
+
+    pub fn is_completed(&self) -> bool {
+        self.completed.load(Ordering::Acquire)
     }
 
     pub fn is_disconnected(&self) -> bool {
@@ -148,18 +174,23 @@ impl RequestState {
             state.happened = true;
             std::mem::take(&mut state.watchers)
         };
-        for future in watchers {
-            resolve(&self.bridge, future, |py| Ok(py.None()));
+        for watcher in watchers {
+            resolve(&self.bridge, watcher.future, move |_| Ok(watcher.value));
         }
     }
 
-    /// Registers a future to resolve on disconnect; `false` when the client is already gone.
-    pub fn watch_disconnect(&self, future: Py<PyAny>) -> bool {
+    /// Registers a future to resolve on disconnect (and, with `on_complete`, once the
+    /// response is fully handed over); `false` when that already happened.
+    pub fn watch_disconnect(&self, future: Py<PyAny>, value: Py<PyAny>, on_complete: bool) -> bool {
         let mut state = self.disconnected.lock().unwrap_or_else(|e| e.into_inner());
-        if state.happened {
+        if state.happened || (on_complete && self.is_completed()) {
             return false;
         }
-        state.watchers.push(future);
+        state.watchers.push(Watcher {
+            future,
+            value,
+            on_complete,
+        });
         true
     }
 }

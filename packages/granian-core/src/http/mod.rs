@@ -1,3 +1,5 @@
 pub mod body;
+pub mod request;
+pub mod response;
 pub mod server;
 pub mod util;

@@ -10,13 +10,8 @@ use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
+use crate::app::ListenerInfo;
 use crate::http::util::{decode_path, version_label};
-
-/// Values fixed for the life of a listener, shared by every request it serves.
-pub struct ListenerInfo {
-    pub server: String,
-    pub scheme: &'static str,
-}
 
 #[pyclass(frozen, module = "granian._granian", name = "RSGIHeaders")]
 pub struct Headers {

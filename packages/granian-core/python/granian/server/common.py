@@ -339,16 +339,16 @@ class _RunningWorker:
         server = self.server
         interface = load_interface(server.interface)
         target = load_target(server.target, server.factory, str(server.working_dir) if server.working_dir else None)
-        app = interface.prepare(target, server.target)
+        app = interface.prepare(target, server)
         loop = loops.get(server.loop)
         self.loop = loop
         asyncio.set_event_loop(loop)
         bridge = LoopBridge()
         loop.add_reader(bridge.fileno(), bridge.drain)
         with self._signals(loop):
-            interface.startup(target, loop)
+            interface.startup(app, loop)
             self.native = server._native_worker()
-            interface.serve(self.native, self.socket, bridge, app, loop, logger, loop.stop, server)
+            interface.serve(app, self.native, self.socket, bridge, loop, logger, loop.stop)
             logger.info(f'Listening at: http://{server.address}:{self.socket.port}')
             if self._stopping:
                 self._stop()
@@ -358,7 +358,7 @@ class _RunningWorker:
                 self.native.shutdown()
                 self.native.join()
                 loop.remove_reader(bridge.fileno())
-                interface.shutdown(target, loop)
+                interface.shutdown(app, loop)
                 _cancel_leftovers(loop)
                 loop.close()
                 asyncio.set_event_loop(None)

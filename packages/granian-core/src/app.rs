@@ -1,0 +1,53 @@
+//! What every interface's requests share within a worker: the app, the loop, the logger.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::bridge::{BridgeQueue, LoopHandles};
+
+/// Values fixed for the life of a listener, shared by every request it serves.
+pub struct ListenerInfo {
+    pub ip: String,
+    pub port: u16,
+    pub server: String,
+    pub scheme: &'static str,
+}
+
+impl ListenerInfo {
+    pub fn new(addr: std::net::SocketAddr, scheme: &'static str) -> Self {
+        Self {
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            server: format!("{}:{}", addr.ip(), addr.port()),
+            scheme,
+        }
+    }
+}
+
+pub struct AppContext {
+    pub app: Py<PyAny>,
+    pub handles: LoopHandles,
+    pub logger: Py<PyAny>,
+    pub bridge: Arc<BridgeQueue>,
+    pub listener: Arc<ListenerInfo>,
+}
+
+impl AppContext {
+    pub fn log_error(&self, py: Python<'_>, message: &str) {
+        let _ = self.logger.bind(py).call_method1("error", (message,));
+    }
+
+    pub fn log_debug(&self, py: Python<'_>, message: &str) {
+        let _ = self.logger.bind(py).call_method1("debug", (message,));
+    }
+
+    /// Logs on `_granian` with the full traceback of `err`.
+    pub fn log_app_error(&self, py: Python<'_>, message: &str, err: &PyErr) {
+        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+        let kwargs = PyDict::new(py);
+        let _ = kwargs.set_item("exc_info", exc_info);
+        let _ = self.logger.bind(py).call_method("error", (message,), Some(&kwargs));
+    }
+}

@@ -1,0 +1,3 @@
+//! ASGI 3: HTTP scope, `receive` and `send`. Lifespan runs in Python (`granian.asgi`).
+
+pub mod http;

@@ -1,0 +1,86 @@
+//! The request body, shared by a protocol object and the runtime tasks that read it.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
+
+#[derive(Debug)]
+pub enum ReadError {
+    /// Another read holds the body, or it was read already.
+    Busy,
+    Interrupted(hyper::Error),
+}
+
+struct Source {
+    incoming: Option<Incoming>,
+    finished: bool,
+}
+
+#[derive(Clone)]
+pub struct RequestBody(Arc<Mutex<Source>>);
+
+impl RequestBody {
+    pub fn new(incoming: Incoming) -> Self {
+        let finished = incoming.is_end_stream();
+        Self(Arc::new(Mutex::new(Source {
+            incoming: if finished { None } else { Some(incoming) },
+            finished,
+        })))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.0.lock().map(|s| s.finished).unwrap_or(true)
+    }
+
+    fn take(&self) -> Result<Incoming, ReadError> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut s| s.incoming.take())
+            .ok_or(ReadError::Busy)
+    }
+
+    fn settle(&self, incoming: Option<Incoming>) {
+        if let Ok(mut s) = self.0.lock() {
+            s.finished = incoming.as_ref().is_none_or(|i| i.is_end_stream());
+            s.incoming = if s.finished { None } else { incoming };
+        }
+    }
+
+    /// The whole remaining body.
+    pub async fn read_all(&self) -> Result<Bytes, ReadError> {
+        let incoming = self.take()?;
+        let collected = incoming.collect().await;
+        self.settle(None);
+        collected.map(|c| c.to_bytes()).map_err(ReadError::Interrupted)
+    }
+
+    /// The next data chunk, and whether more may follow; `None` at the end of the body.
+    pub async fn read_chunk(&self) -> Result<Option<(Bytes, bool)>, ReadError> {
+        let mut incoming = self.take()?;
+        loop {
+            match incoming.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if data.is_empty() {
+                            continue;
+                        }
+                        let more = !incoming.is_end_stream();
+                        self.settle(Some(incoming));
+                        return Ok(Some((data, more)));
+                    }
+                }
+                Some(Err(err)) => {
+                    self.settle(None);
+                    return Err(ReadError::Interrupted(err));
+                }
+                None => {
+                    self.settle(None);
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
