@@ -52,7 +52,7 @@ class Lifespan:
         scope = {'type': 'lifespan', 'asgi': dict(ASGI_INFO), 'state': self.state}
         try:
             await self.app(scope, self._receive, self._send)
-        except BaseException as exc:  # noqa: BLE001 - anything the app raises ends its lifespan
+        except BaseException as exc:  # anything the app raises ends its lifespan
             for future in self._events.values():
                 if not future.done():
                     future.set_exception(LifespanUnsupported(repr(exc)))

@@ -141,7 +141,7 @@ class _Trust:
             self.everyone = True
             return
         error = ValueError(
-            f"invalid trusted host {entry!r}: expected an IP address (e.g. 192.0.2.1, 2001:db8::1), "
+            f'invalid trusted host {entry!r}: expected an IP address (e.g. 192.0.2.1, 2001:db8::1), '
             f"a CIDR range (e.g. 192.0.2.0/24, 2001:db8::/48) or '*'"
         )
         if not entry.isascii():
