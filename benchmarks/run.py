@@ -29,6 +29,9 @@ PEER_VERSION = '2.8.7'
 
 SCENARIOS = {
     'rsgi-hello': {'interface': 'rsgi', 'target': 'apps.rsgi_hello:app', 'connections': 64},
+    'rsgi-echo-1k': {'interface': 'rsgi', 'target': 'apps.rsgi_echo:app', 'connections': 64, 'script': 'post_1k.lua'},
+    'asgi-hello': {'interface': 'asgi', 'target': 'apps.asgi_hello:app', 'connections': 64},
+    'asgi-echo-1k': {'interface': 'asgi', 'target': 'apps.asgi_echo:app', 'connections': 64, 'script': 'post_1k.lua'},
 }
 
 
@@ -67,6 +70,7 @@ def install_envs(rebuild: bool) -> dict:
             str(ours / 'bin' / 'python'),
             str(ROOT / 'packages' / 'granian-core'),
             str(ROOT / 'packages' / 'granian-rsgi'),
+            str(ROOT / 'packages' / 'granian-asgi'),
             str(ROOT / 'packages' / 'granian-cli'),
             env={**os.environ, 'MATURIN_PEP517_ARGS': '--profile release'},
         )
@@ -106,23 +110,10 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def wrk(port: int, connections: int, duration: int) -> dict:
-    out = subprocess.run(
-        [
-            'taskset',
-            '-c',
-            '1',
-            'wrk',
-            '-t1',
-            f'-c{connections}',
-            f'-d{duration}s',
-            '--latency',
-            f'http://127.0.0.1:{port}/',
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def wrk(port: int, connections: int, duration: int, script: str = '') -> dict:
+    extra = ['-s', str(HERE / script)] if script else []
+    cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{connections}', f'-d{duration}s', '--latency', *extra]
+    out = subprocess.run([*cmd, f'http://127.0.0.1:{port}/'], check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
     errors = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
     socket_errors = re.search(r'Socket errors: (.*)', out)
@@ -141,6 +132,7 @@ def main() -> None:
     parser.add_argument('--duration', type=int, default=10)
     parser.add_argument('--quick', action='store_true', help='1 round of 3 s: a smoke check')
     parser.add_argument('--rebuild', action='store_true', help='reinstall our release build')
+    parser.add_argument('--only', nargs='*', help='scenario names to run (default: all)')
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration = 1, 3
@@ -149,6 +141,8 @@ def main() -> None:
     envs = install_envs(args.rebuild)
     results = {}
     for name, scenario in SCENARIOS.items():
+        if args.only and name not in args.only:
+            continue
         runs = {server: [] for server in envs}
         ratios = []
         for _ in range(args.rounds):
@@ -157,8 +151,8 @@ def main() -> None:
                 port = free_port()
                 proc = start(env, scenario, port)
                 try:
-                    wrk(port, scenario['connections'], 2)  # warm-up
-                    run = wrk(port, scenario['connections'], args.duration)
+                    wrk(port, scenario['connections'], 2, scenario.get('script', ''))  # warm-up
+                    run = wrk(port, scenario['connections'], args.duration, scenario.get('script', ''))
                 finally:
                     stop(proc)
                 runs[server].append(run)

@@ -303,7 +303,7 @@ class _ProxyHeadersWSGI:
 class _RSGIScope:
     """A server's RSGI scope with `client` and `scheme` replaced; every other attribute is the server's."""
 
-    __slots__ = ('_scope', '_client', '_scheme')
+    __slots__ = ('_client', '_scheme', '_scope')
 
     def __init__(self, scope: Any, client: str, scheme: str):
         object.__setattr__(self, '_scope', scope)
