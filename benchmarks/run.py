@@ -31,6 +31,7 @@ SCENARIOS = {
     'rsgi-hello': {'interface': 'rsgi', 'target': 'apps.rsgi_hello:app', 'connections': 64},
     'rsgi-echo-1k': {'interface': 'rsgi', 'target': 'apps.rsgi_echo:app', 'connections': 64, 'script': 'post_1k.lua'},
     'asgi-hello': {'interface': 'asgi', 'target': 'apps.asgi_hello:app', 'connections': 64},
+    'wsgi-hello': {'interface': 'wsgi', 'target': 'apps.wsgi_hello:app', 'connections': 64},
     'asgi-echo-1k': {'interface': 'asgi', 'target': 'apps.asgi_echo:app', 'connections': 64, 'script': 'post_1k.lua'},
 }
 
@@ -71,6 +72,7 @@ def install_envs(rebuild: bool) -> dict:
             str(ROOT / 'packages' / 'granian-core'),
             str(ROOT / 'packages' / 'granian-rsgi'),
             str(ROOT / 'packages' / 'granian-asgi'),
+            str(ROOT / 'packages' / 'granian-wsgi'),
             str(ROOT / 'packages' / 'granian-cli'),
             env={**os.environ, 'MATURIN_PEP517_ARGS': '--profile release'},
         )

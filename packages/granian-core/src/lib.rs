@@ -2,12 +2,14 @@
 
 mod app;
 mod asgi;
+mod blocking;
 mod bridge;
 mod http;
 mod net;
 mod rsgi;
 mod runtime;
 mod worker;
+mod wsgi;
 
 use pyo3::prelude::*;
 
@@ -26,6 +28,10 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rsgi::http::StreamTransport>()?;
     m.add_class::<asgi::http::Receive>()?;
     m.add_class::<asgi::http::Send>()?;
+    m.add_class::<wsgi::http::StartResponse>()?;
+    m.add_class::<wsgi::http::Write>()?;
+    m.add_class::<wsgi::http::FileWrapper>()?;
+    m.add_class::<wsgi::http::WsgiInput>()?;
     m.add("ProtocolError", py.get_type::<rsgi::ProtocolError>())?;
     m.add("ProtocolClosed", py.get_type::<rsgi::ProtocolClosed>())?;
     Ok(())

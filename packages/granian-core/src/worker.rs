@@ -12,11 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppContext, ListenerInfo};
 use crate::asgi::http::{server_tuple, AsgiHandler, AsgiShared};
+use crate::blocking::BlockingPool;
 use crate::bridge::{LoopBridge, LoopHandles};
 use crate::http::server::{build, Handler, Http1Settings, Http2Settings, HttpMode};
 use crate::net::SocketHolder;
 use crate::rsgi::http::RsgiHandler;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
+use crate::wsgi::http::{WsgiHandler, WsgiShared};
 
 type Http1Tuple = (u64, bool, usize, bool);
 type Http2Tuple = (bool, u32, u32, Option<u64>, u64, u32, u32, u32, usize);
@@ -29,6 +31,7 @@ pub struct Worker {
     http2: Http2Settings,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    pool: Mutex<Option<BlockingPool>>,
 }
 
 fn app_context(
@@ -127,6 +130,7 @@ impl Worker {
             },
             shutdown: CancellationToken::new(),
             threads: Mutex::new(Vec::new()),
+            pool: Mutex::new(None),
         })
     }
 
@@ -172,6 +176,40 @@ impl Worker {
         self.launch(listener, bridge, Arc::new(AsgiHandler { ctx, shared }), on_stopped)
     }
 
+    /// Starts serving a WSGI app on a pool of up to `blocking_threads` threads.
+    #[pyo3(signature = (socket, bridge, app, logger, on_stopped, blocking_threads, blocking_idle_timeout, script_name, multiprocess))]
+    #[allow(clippy::too_many_arguments)]
+    fn serve_wsgi(
+        &self,
+        py: Python<'_>,
+        socket: &SocketHolder,
+        bridge: &LoopBridge,
+        app: Py<PyAny>,
+        logger: Py<PyAny>,
+        on_stopped: Py<PyAny>,
+        blocking_threads: usize,
+        blocking_idle_timeout: u64,
+        script_name: String,
+        multiprocess: bool,
+    ) -> PyResult<()> {
+        let listener = socket.take()?;
+        let pool = BlockingPool::new(blocking_threads, Duration::from_secs(blocking_idle_timeout));
+        *self
+            .pool
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))? = Some(pool.clone());
+        let shared = Arc::new(WsgiShared {
+            app,
+            logger,
+            errors: py.import("sys")?.getattr("stderr")?.unbind(),
+            script_name,
+            multiprocess,
+            listener: Arc::new(ListenerInfo::new(listener.local_addr()?, "http")),
+            pool,
+        });
+        self.launch(listener, bridge, Arc::new(WsgiHandler { shared }), on_stopped)
+    }
+
     /// Stops accepting; open connections finish their in-flight requests, then close.
     fn shutdown(&self) {
         self.shutdown.cancel();
@@ -189,5 +227,8 @@ impl Worker {
                 let _ = thread.join();
             }
         });
+        if let Some(pool) = self.pool.lock().ok().and_then(|mut p| p.take()) {
+            pool.stop();
+        }
     }
 }

@@ -21,8 +21,15 @@ pub type FileReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
 pub enum Payload {
     Empty,
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Bytes>),
-    File { chunks: ReaderStream<FileReader>, len: u64 },
+    /// A body the app writes chunk by chunk; `aborted` ends it with an error, not an end.
+    Stream {
+        rx: mpsc::Receiver<Bytes>,
+        aborted: Arc<AtomicBool>,
+    },
+    File {
+        chunks: ReaderStream<FileReader>,
+        len: u64,
+    },
 }
 
 /// Lives as long as the client may still receive the response. Dropping it before the
@@ -59,7 +66,7 @@ impl ResponseBody {
     /// complete ones settle the request right away.
     pub fn watch(&mut self, guard: DisconnectGuard) {
         match self.payload {
-            Payload::Stream(_) | Payload::File { .. } => self.guard = Some(guard),
+            Payload::Stream { .. } | Payload::File { .. } => self.guard = Some(guard),
             Payload::Empty | Payload::Full(_) => guard.0.complete(),
         }
     }
@@ -80,9 +87,13 @@ impl Body for ResponseBody {
         let next = match &mut this.payload {
             Payload::Empty => None,
             Payload::Full(data) => data.take().map(|d| Ok(Frame::data(d))),
-            Payload::Stream(rx) => match rx.poll_recv(cx) {
+            Payload::Stream { rx, aborted } => match rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(item) => item.map(|d| Ok(Frame::data(d))),
+                Poll::Ready(Some(data)) => Some(Ok(Frame::data(data))),
+                Poll::Ready(None) if aborted.load(Ordering::Acquire) => {
+                    Some(Err(std::io::Error::other("the application failed mid-response")))
+                }
+                Poll::Ready(None) => None,
             },
             Payload::File { chunks, .. } => match Pin::new(chunks).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -104,7 +115,7 @@ impl Body for ResponseBody {
             Payload::Empty | Payload::Full(None) => SizeHint::with_exact(0),
             Payload::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
             Payload::File { len, .. } => SizeHint::with_exact(*len),
-            Payload::Stream(_) => SizeHint::default(),
+            Payload::Stream { .. } => SizeHint::default(),
         }
     }
 }
@@ -113,7 +124,8 @@ impl Body for ResponseBody {
 pub struct RequestState {
     completed: AtomicBool,
     disconnected: Mutex<Disconnect>,
-    bridge: Arc<BridgeQueue>,
+    /// Where disconnect watchers are resolved; none for interfaces without a loop (WSGI).
+    bridge: Option<Arc<BridgeQueue>>,
 }
 
 /// A future to resolve with `value` on disconnect, and with `on_complete` also once the
@@ -135,7 +147,23 @@ impl RequestState {
         Self {
             completed: AtomicBool::new(false),
             disconnected: Mutex::new(Disconnect::default()),
-            bridge,
+            bridge: Some(bridge),
+        }
+    }
+
+    pub fn new_detached() -> Self {
+        Self {
+            completed: AtomicBool::new(false),
+            disconnected: Mutex::new(Disconnect::default()),
+            bridge: None,
+        }
+    }
+
+    fn resolve_all(&self, watchers: Vec<Watcher>) {
+        if let Some(bridge) = &self.bridge {
+            for watcher in watchers {
+                resolve(bridge, watcher.future, move |_| Ok(watcher.value));
+            }
         }
     }
 
@@ -152,9 +180,7 @@ impl RequestState {
             state.watchers = kept;
             done
         };
-        for watcher in done {
-            resolve(&self.bridge, watcher.future, move |_| Ok(watcher.value));
-        }
+        self.resolve_all(done);
     }
 
     pub fn is_completed(&self) -> bool {
@@ -174,9 +200,7 @@ impl RequestState {
             state.happened = true;
             std::mem::take(&mut state.watchers)
         };
-        for watcher in watchers {
-            resolve(&self.bridge, watcher.future, move |_| Ok(watcher.value));
-        }
+        self.resolve_all(watchers);
     }
 
     /// Registers a future to resolve on disconnect (and, with `on_complete`, once the

@@ -1,6 +1,7 @@
 //! Response plumbing shared by the interfaces: the one-shot slot a response goes through,
 //! streamed bodies with backpressure, and file bodies.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -56,20 +57,37 @@ pub enum StreamSend {
 
 /// The app's end of a streamed response body.
 #[derive(Clone, Default)]
-pub struct StreamSlot(Arc<Mutex<Option<mpsc::Sender<Bytes>>>>);
+pub struct StreamSlot {
+    sender: Arc<Mutex<Option<mpsc::Sender<Bytes>>>>,
+    aborted: Arc<AtomicBool>,
+}
 
 impl StreamSlot {
     /// Opens the stream and returns the body hyper will read from.
     pub fn open(&self) -> Payload {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.sender.lock() {
             *slot = Some(tx);
         }
-        Payload::Stream(rx)
+        Payload::Stream {
+            rx,
+            aborted: self.aborted.clone(),
+        }
+    }
+
+    /// The sender, for blocking writers (WSGI) that wait for room themselves.
+    pub fn sender(&self) -> Option<mpsc::Sender<Bytes>> {
+        self.sender.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Ends the body with an error: the client sees a truncated response, not a complete one.
+    pub fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.close();
     }
 
     pub fn send(&self, data: Bytes) -> StreamSend {
-        let Some(sender) = self.0.lock().ok().and_then(|s| s.clone()) else {
+        let Some(sender) = self.sender() else {
             return StreamSend::Closed;
         };
         match sender.try_send(data) {
@@ -81,7 +99,7 @@ impl StreamSlot {
 
     /// Ends the body: hyper sees its end once queued chunks are written.
     pub fn close(&self) {
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.sender.lock() {
             slot.take();
         }
     }

@@ -1,0 +1,159 @@
+//! The blocking thread pool: threads spawned on demand up to a maximum, the ones above the
+//! first exiting after an idle timeout. WSGI apps run here, never on a tokio thread.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+pub type BlockingJob = Box<dyn FnOnce() + Send>;
+
+struct State {
+    jobs: VecDeque<BlockingJob>,
+    idle: usize,
+    total: usize,
+    stopped: bool,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    wake: Condvar,
+    max_threads: usize,
+    idle_timeout: Duration,
+}
+
+#[derive(Clone)]
+pub struct BlockingPool(Arc<Inner>);
+
+impl BlockingPool {
+    pub fn new(max_threads: usize, idle_timeout: Duration) -> Self {
+        Self(Arc::new(Inner {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                idle: 0,
+                total: 0,
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+            max_threads: max_threads.max(1),
+            idle_timeout,
+        }))
+    }
+
+    pub fn spawn(&self, job: BlockingJob) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.jobs.push_back(job);
+        if state.idle > 0 {
+            drop(state);
+            self.0.wake.notify_one();
+            return;
+        }
+        if state.total < self.0.max_threads {
+            state.total += 1;
+            let index = state.total;
+            drop(state);
+            let inner = self.0.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("granian-blocking-{index}"))
+                .spawn(move || run(inner));
+            if let Err(err) = spawned {
+                log::error!("cannot start a blocking thread: {err}");
+                self.0.state.lock().unwrap_or_else(|e| e.into_inner()).total -= 1;
+            }
+        }
+        // Otherwise every thread is busy: the job waits in the queue for the first free one.
+    }
+
+    /// Live threads.
+    #[cfg(test)]
+    pub fn size(&self) -> usize {
+        self.0.state.lock().map(|s| s.total).unwrap_or(0)
+    }
+
+    /// Lets queued jobs finish, then stops every thread.
+    pub fn stop(&self) {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner()).stopped = true;
+        self.0.wake.notify_all();
+    }
+}
+
+fn run(inner: Arc<Inner>) {
+    let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = state.jobs.pop_front() {
+            drop(state);
+            // A panic inside a job must not take the thread (and its count) with it.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                log::error!("a blocking job panicked");
+            }
+            state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
+        if state.stopped {
+            break;
+        }
+        state.idle += 1;
+        let (next, timeout) = inner
+            .wake
+            .wait_timeout(state, inner.idle_timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        state = next;
+        state.idle -= 1;
+        if timeout.timed_out() && state.jobs.is_empty() && state.total > 1 {
+            break;
+        }
+    }
+    state.total -= 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn grows_on_demand_and_shrinks_when_idle() {
+        let pool = BlockingPool::new(3, Duration::from_millis(50));
+        let (tx, rx) = mpsc::channel();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        for _ in 0..3 {
+            let tx = tx.clone();
+            let gate = gate.clone();
+            pool.spawn(Box::new(move || {
+                let (lock, cv) = &*gate;
+                let mut open = lock.lock().unwrap();
+                while !*open {
+                    open = cv.wait(open).unwrap();
+                }
+                tx.send(()).unwrap();
+            }));
+        }
+        assert_eq!(pool.size(), 3);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while pool.size() > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(pool.size(), 1);
+        pool.stop();
+    }
+
+    #[test]
+    fn queues_beyond_the_maximum() {
+        let pool = BlockingPool::new(1, Duration::from_secs(1));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10 {
+            let tx = tx.clone();
+            pool.spawn(Box::new(move || tx.send(i).unwrap()));
+        }
+        let got: Vec<i32> = (0..10)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        assert_eq!(pool.size(), 1);
+        pool.stop();
+    }
+}

@@ -1,0 +1,568 @@
+//! WSGI (PEP 3333): the environ, `start_response`, `write`, `wsgi.input` and response
+//! iteration, run on the blocking pool with the GIL; hyper only ever waits on channels.
+
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use tokio::sync::oneshot;
+
+use crate::app::ListenerInfo;
+use crate::blocking::BlockingPool;
+use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
+use crate::http::request::RequestBody;
+use crate::http::response::{file_body, ResponseSlot, StreamSlot};
+use crate::http::server::{error_response, Handler};
+
+/// What every request of a WSGI worker shares.
+pub struct WsgiShared {
+    pub app: Py<PyAny>,
+    pub logger: Py<PyAny>,
+    pub errors: Py<PyAny>,
+    pub script_name: String,
+    pub multiprocess: bool,
+    pub listener: Arc<ListenerInfo>,
+    pub pool: BlockingPool,
+}
+
+impl WsgiShared {
+    fn log_exception(&self, py: Python<'_>, message: &str, err: &PyErr) {
+        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+        let kwargs = PyDict::new(py);
+        let _ = kwargs.set_item("exc_info", exc_info);
+        let _ = self.logger.bind(py).call_method("error", (message,), Some(&kwargs));
+    }
+}
+
+pub struct WsgiHandler {
+    pub shared: Arc<WsgiShared>,
+}
+
+impl Handler for WsgiHandler {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let (tx, rx) = oneshot::channel();
+        let state = Arc::new(RequestState::new_detached());
+        let guard = DisconnectGuard(state);
+        let shared = self.shared.clone();
+        let runtime = tokio::runtime::Handle::current();
+        self.shared.pool.spawn(Box::new(move || {
+            Python::attach(|py| run_request(py, &shared, req, peer, ResponseSlot::new(tx), runtime));
+        }));
+        match rx.await {
+            Ok(mut response) => {
+                response.body_mut().watch(guard);
+                response
+            }
+            Err(_) => {
+                guard.0.complete();
+                error_response(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// Response state shared by `start_response`, `write` and the iteration of the result.
+struct Exchange {
+    head: Mutex<Head>,
+    response: ResponseSlot,
+    stream: StreamSlot,
+}
+
+#[derive(Default)]
+struct Head {
+    status: Option<StatusCode>,
+    headers: HeaderMap,
+    sent: bool,
+}
+
+impl Exchange {
+    /// Sends the headers with a streamed body, if not sent yet.
+    fn start_stream(&self) -> PyResult<()> {
+        let mut head = self
+            .head
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("state poisoned"))?;
+        if head.sent {
+            return Ok(());
+        }
+        let status = head
+            .status
+            .ok_or_else(|| PyRuntimeError::new_err("WSGI: start_response() was not called before the body"))?;
+        head.sent = true;
+        let payload = self.stream.open();
+        self.response.send(build_response(
+            status,
+            std::mem::take(&mut head.headers),
+            ResponseBody::new(payload),
+        ));
+        Ok(())
+    }
+
+    /// Sends the whole response at once, with its length.
+    fn send_full(&self, body: ResponseBody) -> PyResult<()> {
+        let mut head = self
+            .head
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("state poisoned"))?;
+        let status = head
+            .status
+            .ok_or_else(|| PyRuntimeError::new_err("WSGI: the application did not call start_response()"))?;
+        head.sent = true;
+        self.response
+            .send(build_response(status, std::mem::take(&mut head.headers), body));
+        Ok(())
+    }
+
+    fn headers_sent(&self) -> bool {
+        self.head.lock().map(|h| h.sent).unwrap_or(true)
+    }
+
+    /// Writes a chunk, waiting (without the GIL) for the client to take it; `false` once the
+    /// client is gone.
+    fn push(&self, py: Python<'_>, data: Bytes) -> PyResult<bool> {
+        self.start_stream()?;
+        if data.is_empty() {
+            return Ok(true);
+        }
+        let Some(sender) = self.stream.sender() else {
+            return Ok(false);
+        };
+        Ok(py.detach(move || sender.blocking_send(data).is_ok()))
+    }
+}
+
+fn build_response(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn run_request(
+    py: Python<'_>,
+    shared: &Arc<WsgiShared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    response: ResponseSlot,
+    runtime: tokio::runtime::Handle,
+) {
+    let (parts, body) = req.into_parts();
+    let exchange = Arc::new(Exchange {
+        head: Mutex::new(Head::default()),
+        response,
+        stream: StreamSlot::default(),
+    });
+    let outcome = (|| -> PyResult<()> {
+        let input = Py::new(py, WsgiInput::new(RequestBody::new(body), runtime))?;
+        let environ = environ(py, shared, &parts, peer, input)?;
+        let start_response = Py::new(py, StartResponse(exchange.clone()))?;
+        let result = shared.app.bind(py).call1((environ, start_response))?;
+        let served = serve_result(py, &exchange, &result);
+        // PEP 3333: close() is called whatever happened, client gone or error.
+        let closed = match result.getattr_opt(intern!(py, "close")) {
+            Ok(Some(close)) => close.call0().map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
+        };
+        served.and(closed)
+    })();
+    if let Err(err) = outcome {
+        shared.log_exception(py, "Application callable raised an exception", &err);
+        if exchange.headers_sent() {
+            exchange.stream.abort();
+        } else {
+            exchange.response.fail();
+        }
+    }
+    exchange.stream.close();
+}
+
+/// Sends what the app returned: a file natively, a one-chunk body with its length, or a
+/// stream chunk by chunk.
+fn serve_result(py: Python<'_>, exchange: &Exchange, result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some(body) = wrapper.get().native_body(py) {
+            return exchange.send_full(body);
+        }
+    }
+    if !exchange.headers_sent() {
+        if let Ok(list) = result.cast::<PyList>() {
+            return exchange.send_full(ResponseBody::full(join_chunks(list.iter())?));
+        }
+        if let Ok(tuple) = result.cast::<PyTuple>() {
+            return exchange.send_full(ResponseBody::full(join_chunks(tuple.iter())?));
+        }
+    }
+    let mut chunks = result.try_iter()?;
+    // A single-chunk iterable still gets a content-length: look one chunk ahead.
+    let first = match chunks.next() {
+        Some(chunk) => Some(chunk_bytes(&chunk?)?),
+        None => None,
+    };
+    let second = match chunks.next() {
+        Some(chunk) => Some(chunk_bytes(&chunk?)?),
+        None => None,
+    };
+    if second.is_none() && !exchange.headers_sent() {
+        return exchange.send_full(ResponseBody::full(first.unwrap_or_default()));
+    }
+    for data in first.into_iter().chain(second) {
+        if !exchange.push(py, data)? {
+            return Ok(());
+        }
+    }
+    for chunk in chunks {
+        if !exchange.push(py, chunk_bytes(&chunk?)?)? {
+            log::debug!("client went away during a WSGI response");
+            return Ok(());
+        }
+    }
+    exchange.start_stream()
+}
+
+fn chunk_bytes(chunk: &Bound<'_, PyAny>) -> PyResult<Bytes> {
+    let bytes = chunk.cast::<PyBytes>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "WSGI: response chunks must be bytes, not {}",
+            chunk.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ))
+    })?;
+    Ok(Bytes::copy_from_slice(bytes.as_bytes()))
+}
+
+fn join_chunks<'py>(chunks: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> {
+    let mut joined = BytesMut::new();
+    for chunk in chunks {
+        let bytes = chunk
+            .cast::<PyBytes>()
+            .map_err(|_| pyo3::exceptions::PyTypeError::new_err("WSGI: response chunks must be bytes"))?;
+        joined.extend_from_slice(bytes.as_bytes());
+    }
+    Ok(joined.freeze())
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+fn environ<'py>(
+    py: Python<'py>,
+    shared: &WsgiShared,
+    parts: &http::request::Parts,
+    peer: SocketAddr,
+    input: Py<WsgiInput>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = PyDict::new(py);
+    let raw_path: Vec<u8> = percent_encoding::percent_decode_str(parts.uri.path()).collect();
+    let path = latin1(&raw_path);
+    let prefix = shared.script_name.as_str();
+    let (script_name, path_info) = match path.strip_prefix(prefix) {
+        Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest.starts_with('/')) => (prefix, rest),
+        _ => (prefix, path.as_str()),
+    };
+    env.set_item(intern!(py, "REQUEST_METHOD"), parts.method.as_str())?;
+    env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
+    env.set_item(intern!(py, "PATH_INFO"), path_info)?;
+    env.set_item(intern!(py, "QUERY_STRING"), parts.uri.query().unwrap_or(""))?;
+    env.set_item(intern!(py, "SERVER_NAME"), shared.listener.ip.as_str())?;
+    env.set_item(intern!(py, "SERVER_PORT"), shared.listener.port.to_string())?;
+    env.set_item(
+        intern!(py, "SERVER_PROTOCOL"),
+        match parts.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2",
+            _ => "HTTP/1.1",
+        },
+    )?;
+    env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
+    env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+    for name in parts.headers.keys() {
+        let mut joined = Vec::new();
+        for (i, value) in parts.headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                joined.push(b',');
+            }
+            joined.extend_from_slice(value.as_bytes());
+        }
+        let value = latin1(&joined);
+        if name == CONTENT_TYPE {
+            env.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+        } else if name == CONTENT_LENGTH {
+            env.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+        } else {
+            let key = format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_"));
+            env.set_item(PyString::new(py, &key), value)?;
+        }
+    }
+    if !parts.headers.contains_key(HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            env.set_item(intern!(py, "HTTP_HOST"), authority.as_str())?;
+        }
+    }
+    env.set_item(intern!(py, "wsgi.version"), (1, 0))?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), shared.listener.scheme)?;
+    env.set_item(intern!(py, "wsgi.input"), input)?;
+    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    env.set_item(intern!(py, "wsgi.errors"), shared.errors.bind(py))?;
+    env.set_item(intern!(py, "wsgi.multithread"), true)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), shared.multiprocess)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(intern!(py, "wsgi.file_wrapper"), py.get_type::<FileWrapper>())?;
+    Ok(env)
+}
+
+fn parse_status(status: &str) -> PyResult<StatusCode> {
+    let code = status
+        .get(..3)
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|_| status.len() == 3 || status.as_bytes()[3] == b' ')
+        .ok_or_else(|| PyValueError::new_err(format!("WSGI: invalid status line {status:?}")))?;
+    StatusCode::from_u16(code).map_err(|_| PyValueError::new_err(format!("WSGI: invalid status code {code}")))
+}
+
+#[pyclass(frozen, module = "granian._granian", name = "WSGIStartResponse")]
+pub struct StartResponse(Arc<Exchange>);
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &str,
+        headers: Bound<'_, PyAny>,
+        exc_info: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Write>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        let mut head = self
+            .0
+            .head
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("state poisoned"))?;
+        match &exc_info {
+            Some(info) if head.sent => {
+                // PEP 3333: too late to change the response: re-raise the app's error.
+                let value = info.get_item(1)?;
+                return Err(PyErr::from_value(value));
+            }
+            None if head.status.is_some() => {
+                return Err(PyRuntimeError::new_err(
+                    "WSGI: start_response() called again without exc_info",
+                ));
+            }
+            _ => {}
+        }
+        let status = parse_status(status)?;
+        let mut map = HeaderMap::new();
+        for item in headers.try_iter()? {
+            let (name, value): (Bound<'_, PyString>, Bound<'_, PyString>) = item?.extract()?;
+            let name = name.to_str()?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| PyValueError::new_err(format!("WSGI: invalid header name {name:?}")))?;
+            let value = value.to_str()?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| PyValueError::new_err(format!("WSGI: invalid value for header {name}: {value:?}")))?;
+            map.append(name, value);
+        }
+        head.status = Some(status);
+        head.headers = map;
+        drop(head);
+        Py::new(py, Write(self.0.clone()))
+    }
+}
+
+/// The legacy `write()` callable `start_response` returns.
+#[pyclass(frozen, module = "granian._granian", name = "WSGIWrite")]
+pub struct Write(Arc<Exchange>);
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<()> {
+        let data = Bytes::copy_from_slice(data.as_bytes());
+        if !self.0.push(py, data)? {
+            return Err(pyo3::exceptions::PyConnectionError::new_err("the client disconnected"));
+        }
+        Ok(())
+    }
+}
+
+/// `wsgi.file_wrapper`: served from the file descriptor when the file-like has one.
+#[pyclass(frozen, module = "granian._granian", name = "FileWrapper")]
+pub struct FileWrapper {
+    filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+impl FileWrapper {
+    fn native_body(&self, py: Python<'_>) -> Option<ResponseBody> {
+        let filelike = self.filelike.bind(py);
+        let fd: i32 = filelike.call_method0(intern!(py, "fileno")).ok()?.extract().ok()?;
+        let position: u64 = filelike
+            .call_method0(intern!(py, "tell"))
+            .ok()
+            .and_then(|p| p.extract().ok())
+            .unwrap_or(0);
+        // A duplicate, so the app closing its file does not pull the descriptor from under us.
+        let owned = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+            .try_clone_to_owned()
+            .ok()?;
+        let file = unsafe { std::fs::File::from_raw_fd(owned.into_raw_fd()) };
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let len = meta.len().saturating_sub(position);
+        file_body(file, position, len).ok()
+    }
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize = 8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        Self {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let chunk = self
+            .filelike
+            .bind(py)
+            .call_method1(intern!(py, "read"), (self.blksize,))?;
+        if chunk.is_truthy()? {
+            Ok(chunk.unbind())
+        } else {
+            Err(PyStopIteration::new_err(()))
+        }
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(close) = self.filelike.bind(py).getattr_opt(intern!(py, "close"))? {
+            close.call0()?;
+        }
+        Ok(())
+    }
+}
+
+/// `wsgi.input`: reads the request body as it arrives, waiting without the GIL.
+#[pyclass(module = "granian._granian", name = "WSGIInput")]
+pub struct WsgiInput {
+    body: RequestBody,
+    runtime: tokio::runtime::Handle,
+    buffer: BytesMut,
+}
+
+impl WsgiInput {
+    fn new(body: RequestBody, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            body,
+            runtime,
+            buffer: BytesMut::new(),
+        }
+    }
+
+    /// Appends the next chunk to the buffer; `false` at the end of the body.
+    fn fill(&mut self, py: Python<'_>) -> PyResult<bool> {
+        if self.body.is_finished() {
+            return Ok(false);
+        }
+        let (tx, rx) = oneshot::channel();
+        let body = self.body.clone();
+        self.runtime.spawn(async move {
+            let _ = tx.send(body.read_chunk().await);
+        });
+        match py.detach(move || rx.blocking_recv()) {
+            Ok(Ok(Some((data, _)))) => {
+                self.buffer.extend_from_slice(&data);
+                Ok(true)
+            }
+            Ok(Ok(None)) => Ok(false),
+            Ok(Err(_)) | Err(_) => Err(pyo3::exceptions::PyConnectionError::new_err(
+                "the client disconnected while sending the request body",
+            )),
+        }
+    }
+
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
+        let n = n.min(self.buffer.len());
+        let chunk = self.buffer.split_to(n);
+        PyBytes::new(py, &chunk)
+    }
+}
+
+#[pymethods]
+impl WsgiInput {
+    #[pyo3(signature = (size = -1))]
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let size = size.unwrap_or(-1);
+        if size < 0 {
+            while self.fill(py)? {}
+            return Ok(self.take(py, usize::MAX));
+        }
+        let size = size as usize;
+        while self.buffer.len() < size && self.fill(py)? {}
+        Ok(self.take(py, size))
+    }
+
+    #[pyo3(signature = (size = -1))]
+    fn readline<'py>(&mut self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = size.filter(|s| *s >= 0).map(|s| s as usize);
+        let mut scanned = 0;
+        loop {
+            if let Some(pos) = self.buffer[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + pos + 1;
+                return Ok(self.take(py, limit.map_or(end, |l| l.min(end))));
+            }
+            scanned = self.buffer.len();
+            if limit.is_some_and(|l| scanned >= l) || !self.fill(py)? {
+                return Ok(self.take(py, limit.unwrap_or(usize::MAX)));
+            }
+        }
+    }
+
+    #[pyo3(signature = (hint = -1))]
+    fn readlines<'py>(&mut self, py: Python<'py>, hint: Option<isize>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let hint = hint.filter(|h| *h > 0).map(|h| h as usize);
+        let mut lines = Vec::new();
+        let mut total = 0;
+        loop {
+            let line = self.readline(py, None)?;
+            if line.as_bytes().is_empty() {
+                break;
+            }
+            total += line.as_bytes().len();
+            lines.push(line);
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.readline(py, None)?;
+        if line.as_bytes().is_empty() {
+            return Err(PyStopIteration::new_err(()));
+        }
+        Ok(line)
+    }
+}

@@ -1,0 +1,3 @@
+//! WSGI (PEP 3333) on the blocking pool.
+
+pub mod http;
