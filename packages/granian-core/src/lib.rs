@@ -8,6 +8,7 @@ mod http;
 mod net;
 mod rsgi;
 mod runtime;
+mod tls;
 mod worker;
 mod wsgi;
 
@@ -22,6 +23,7 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bridge::Ready>()?;
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;
+    m.add_function(wrap_pyfunction!(worker::check_tls, m)?)?;
     m.add_class::<rsgi::scope::Scope>()?;
     m.add_class::<rsgi::scope::Headers>()?;
     m.add_class::<rsgi::http::HttpProtocol>()?;

@@ -7,10 +7,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::server::{serve_connection, ConnBuilder, Handler};
+
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuntimeMode {
@@ -31,6 +35,7 @@ pub struct RuntimeConfig {
 /// What every accept loop of a worker shares.
 struct Shared<H> {
     handler: Arc<H>,
+    tls: Option<TlsAcceptor>,
     builder: Arc<ConnBuilder>,
     shutdown: CancellationToken,
     permits: Arc<Semaphore>,
@@ -45,6 +50,7 @@ pub fn start<H: Handler>(
     listener: StdTcpListener,
     handler: Arc<H>,
     builder: ConnBuilder,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     on_stopped: Box<dyn Fn() + Send + Sync>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -55,6 +61,7 @@ pub fn start<H: Handler>(
     };
     let shared = Arc::new(Shared {
         handler,
+        tls,
         builder: Arc::new(builder),
         shutdown,
         permits: Arc::new(Semaphore::new(config.backpressure.clamp(1, Semaphore::MAX_PERMITS))),
@@ -128,8 +135,16 @@ async fn accept_loop<H: Handler>(listener: StdTcpListener, shared: Arc<Shared<H>
         let handler = shared.handler.clone();
         let builder = shared.builder.clone();
         let shutdown = shared.shutdown.clone();
+        let tls = shared.tls.clone();
         connections.spawn(async move {
-            serve_connection(stream, peer, handler, builder, shutdown).await;
+            match tls {
+                None => serve_connection(stream, peer, handler, builder, shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, peer, handler, builder, shutdown).await,
+                    Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
+                    Err(_) => log::debug!("TLS handshake with {peer} timed out"),
+                },
+            }
             drop(permit);
         });
     }

@@ -12,16 +12,57 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppContext, ListenerInfo};
 use crate::asgi::http::{server_tuple, AsgiHandler, AsgiShared};
+use std::path::PathBuf;
+
+use tokio_rustls::TlsAcceptor;
+
 use crate::blocking::BlockingPool;
 use crate::bridge::{LoopBridge, LoopHandles};
 use crate::http::server::{build, Handler, Http1Settings, Http2Settings, HttpMode};
 use crate::net::SocketHolder;
 use crate::rsgi::http::RsgiHandler;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
+use crate::tls::{server_config, TlsSettings};
 use crate::wsgi::http::{WsgiHandler, WsgiShared};
 
 type Http1Tuple = (u64, bool, usize, bool);
 type Http2Tuple = (bool, u32, u32, Option<u64>, u64, u32, u32, u32, usize);
+/// cert, key, key password, TLS 1.3 minimum, client CA, CRLs, client verification.
+type TlsTuple = (
+    PathBuf,
+    PathBuf,
+    Option<String>,
+    bool,
+    Option<PathBuf>,
+    Vec<PathBuf>,
+    bool,
+);
+
+fn tls_settings(tls: TlsTuple, mode: HttpMode) -> TlsSettings {
+    let alpn: Vec<Vec<u8>> = match mode {
+        HttpMode::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        HttpMode::Http1 => vec![b"http/1.1".to_vec()],
+        HttpMode::Http2 => vec![b"h2".to_vec()],
+    };
+    TlsSettings {
+        cert: tls.0,
+        key: tls.1,
+        key_password: tls.2,
+        min_tls13: tls.3,
+        ca: tls.4,
+        crls: tls.5,
+        client_verify: tls.6,
+        alpn,
+    }
+}
+
+/// Builds the TLS configuration once to report a bad file or password before serving.
+#[pyfunction]
+pub fn check_tls(tls: TlsTuple) -> PyResult<()> {
+    server_config(&tls_settings(tls, HttpMode::Auto))
+        .map(|_| ())
+        .map_err(PyValueError::new_err)
+}
 
 #[pyclass(frozen, module = "granian._granian")]
 pub struct Worker {
@@ -29,12 +70,14 @@ pub struct Worker {
     http_mode: HttpMode,
     http1: Http1Settings,
     http2: Http2Settings,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pool: Mutex<Option<BlockingPool>>,
 }
 
 fn app_context(
+    scheme: &'static str,
     listener: &std::net::TcpListener,
     bridge: &LoopBridge,
     app: Py<PyAny>,
@@ -46,11 +89,19 @@ fn app_context(
         handles: LoopHandles::new(event_loop)?,
         logger,
         bridge: bridge.queue.clone(),
-        listener: Arc::new(ListenerInfo::new(listener.local_addr()?, "http")),
+        listener: Arc::new(ListenerInfo::new(listener.local_addr()?, scheme)),
     }))
 }
 
 impl Worker {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     fn launch<H: Handler>(
         &self,
         listener: std::net::TcpListener,
@@ -69,8 +120,16 @@ impl Worker {
                 }
             }));
         });
-        let threads = start(&self.runtime, listener, handler, builder, self.shutdown.clone(), notify)
-            .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
+        let threads = start(
+            &self.runtime,
+            listener,
+            handler,
+            builder,
+            self.tls.clone(),
+            self.shutdown.clone(),
+            notify,
+        )
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the runtime: {e}")))?;
         self.threads
             .lock()
             .map_err(|_| PyRuntimeError::new_err("worker lock poisoned"))?
@@ -82,7 +141,8 @@ impl Worker {
 #[pymethods]
 impl Worker {
     #[new]
-    #[pyo3(signature = (runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2))]
+    #[pyo3(signature = (runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2, tls = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         runtime_mode: &str,
         runtime_threads: usize,
@@ -91,6 +151,7 @@ impl Worker {
         http_mode: &str,
         http1: Http1Tuple,
         http2: Http2Tuple,
+        tls: Option<TlsTuple>,
     ) -> PyResult<Self> {
         let mode = match runtime_mode {
             "st" => RuntimeMode::St,
@@ -103,7 +164,14 @@ impl Worker {
             "2" => HttpMode::Http2,
             other => return Err(PyValueError::new_err(format!("unknown HTTP mode {other:?}"))),
         };
+        let tls = match tls {
+            Some(tls) => Some(TlsAcceptor::from(
+                server_config(&tls_settings(tls, http_mode)).map_err(PyValueError::new_err)?,
+            )),
+            None => None,
+        };
         Ok(Self {
+            tls,
             runtime: RuntimeConfig {
                 mode,
                 threads: runtime_threads.max(1),
@@ -147,7 +215,7 @@ impl Worker {
         on_stopped: Py<PyAny>,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let ctx = app_context(&listener, bridge, app, &event_loop, logger)?;
+        let ctx = app_context(self.scheme(), &listener, bridge, app, &event_loop, logger)?;
         self.launch(listener, bridge, Arc::new(RsgiHandler { ctx }), on_stopped)
     }
 
@@ -167,7 +235,7 @@ impl Worker {
         root_path: String,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let ctx = app_context(&listener, bridge, app, &event_loop, logger)?;
+        let ctx = app_context(self.scheme(), &listener, bridge, app, &event_loop, logger)?;
         let shared = Arc::new(AsgiShared {
             state,
             root_path,
@@ -204,7 +272,7 @@ impl Worker {
             errors: py.import("sys")?.getattr("stderr")?.unbind(),
             script_name,
             multiprocess,
-            listener: Arc::new(ListenerInfo::new(listener.local_addr()?, "http")),
+            listener: Arc::new(ListenerInfo::new(listener.local_addr()?, self.scheme())),
             pool,
         });
         self.launch(listener, bridge, Arc::new(WsgiHandler { shared }), on_stopped)

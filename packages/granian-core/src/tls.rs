@@ -1,0 +1,130 @@
+//! rustls server configuration from the user's files: certificate chain, key (encrypted
+//! PKCS#8 too), minimum protocol, client CA, CRLs, ALPN. Errors name the option at fault.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pkcs8::der::Decode;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub key_password: Option<String>,
+    pub min_tls13: bool,
+    pub ca: Option<PathBuf>,
+    pub crls: Vec<PathBuf>,
+    pub client_verify: bool,
+    pub alpn: Vec<Vec<u8>>,
+}
+
+fn read(option: &str, path: &Path) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| format!("{option}: cannot read {}: {e}", path.display()))
+}
+
+fn certificates(option: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read(option, path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{option}: {} is not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{option}: no certificate found in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+fn private_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
+    const OPTION: &str = "--ssl-keyfile";
+    let pem = read(OPTION, path)?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let password = password.ok_or_else(|| {
+            format!(
+                "{OPTION}: {} is encrypted: give its password with --ssl-keyfile-password",
+                path.display()
+            )
+        })?;
+        let (_, der) = pkcs8::der::pem::decode_vec(text.trim().as_bytes())
+            .map_err(|e| format!("{OPTION}: {} is not a valid encrypted key: {e}", path.display()))?;
+        let encrypted = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+            .map_err(|e| format!("{OPTION}: {} is not a valid encrypted key: {e}", path.display()))?;
+        let decrypted = encrypted
+            .decrypt(password)
+            .map_err(|_| format!("--ssl-keyfile-password: wrong password for {}", path.display()))?;
+        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            decrypted.as_bytes().to_vec(),
+        )));
+    }
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| format!("{OPTION}: {} is not valid PEM: {e}", path.display()))?
+        .ok_or_else(|| {
+            format!(
+                "{OPTION}: no private key (PKCS#8, PKCS#1 or SEC1) found in {}",
+                path.display()
+            )
+        })
+}
+
+fn revocation_lists(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
+    let mut crls = Vec::new();
+    for path in paths {
+        let pem = read("--ssl-crl", path)?;
+        let found = rustls_pemfile::crls(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("--ssl-crl: {} is not valid PEM: {e}", path.display()))?;
+        if found.is_empty() {
+            return Err(format!("--ssl-crl: no CRL found in {}", path.display()));
+        }
+        crls.extend(found);
+    }
+    Ok(crls)
+}
+
+pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if settings.min_tls13 {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let certs = certificates("--ssl-certificate", &settings.cert)?;
+    let key = private_key(&settings.key, settings.key_password.as_deref())?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("--ssl-protocol-min: {e}"))?;
+    let builder = match &settings.ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates("--ssl-ca", ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("--ssl-ca: invalid CA certificate in {}: {e}", ca.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .with_crls(revocation_lists(&settings.crls)?);
+            let verifier = if settings.client_verify {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier.build().map_err(|e| format!("--ssl-ca: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None if settings.client_verify => return Err("--ssl-client-verify: needs --ssl-ca".into()),
+        None if !settings.crls.is_empty() => return Err("--ssl-crl: needs --ssl-ca".into()),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+        format!(
+            "--ssl-keyfile: the key in {} does not fit the certificate in {}: {e}",
+            settings.key.display(),
+            settings.cert.display()
+        )
+    })?;
+    config.alpn_protocols = settings.alpn.clone();
+    Ok(Arc::new(config))
+}
