@@ -469,6 +469,11 @@ _PARAMS: List[click.Parameter] = [
         type=Duration(min=0),
         default=86_400,
     ),
+    _opt(
+        '--static-path-dir-to-file',
+        'GRANIAN_STATIC_PATH_DIR_TO_FILE',
+        'File to serve when a static path is a directory (e.g. index.html)',
+    ),
     _flag(
         'reload',
         'GRANIAN_RELOAD',
@@ -602,6 +607,7 @@ def build_kwargs(**params: Any) -> Dict[str, Any]:
         'static_path_route': _list(params['static_path_route']),
         'static_path_mount': _list(params['static_path_mount']),
         'static_path_expires': params['static_path_expires'],
+        'static_path_dir_to_file': params['static_path_dir_to_file'],
         'reload': params['reload'],
         'reload_paths': _list(params['reload_paths']),
         'reload_ignore_dirs': _list(params['reload_ignore_dirs']),

@@ -4,7 +4,9 @@ mod app;
 mod asgi;
 mod blocking;
 mod bridge;
+mod files;
 mod http;
+mod log;
 mod net;
 mod rsgi;
 mod runtime;
@@ -24,6 +26,7 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;
     m.add_function(wrap_pyfunction!(worker::check_tls, m)?)?;
+    m.add_function(wrap_pyfunction!(worker::check_access_log_format, m)?)?;
     m.add_class::<rsgi::scope::Scope>()?;
     m.add_class::<rsgi::scope::Headers>()?;
     m.add_class::<rsgi::http::HttpProtocol>()?;

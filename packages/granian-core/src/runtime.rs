@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::server::{serve_connection, ConnBuilder, Handler};
+use crate::http::server::{serve_connection, Handler, ServerContext};
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +36,7 @@ pub struct RuntimeConfig {
 struct Shared<H> {
     handler: Arc<H>,
     tls: Option<TlsAcceptor>,
-    builder: Arc<ConnBuilder>,
+    server: Arc<ServerContext>,
     shutdown: CancellationToken,
     permits: Arc<Semaphore>,
     remaining: AtomicUsize,
@@ -49,7 +49,7 @@ pub fn start<H: Handler>(
     config: &RuntimeConfig,
     listener: StdTcpListener,
     handler: Arc<H>,
-    builder: ConnBuilder,
+    server: ServerContext,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     on_stopped: Box<dyn Fn() + Send + Sync>,
@@ -62,7 +62,7 @@ pub fn start<H: Handler>(
     let shared = Arc::new(Shared {
         handler,
         tls,
-        builder: Arc::new(builder),
+        server: Arc::new(server),
         shutdown,
         permits: Arc::new(Semaphore::new(config.backpressure.clamp(1, Semaphore::MAX_PERMITS))),
         remaining: AtomicUsize::new(loops),
@@ -133,14 +133,14 @@ async fn accept_loop<H: Handler>(listener: StdTcpListener, shared: Arc<Shared<H>
         };
         let _ = stream.set_nodelay(true);
         let handler = shared.handler.clone();
-        let builder = shared.builder.clone();
+        let server = shared.server.clone();
         let shutdown = shared.shutdown.clone();
         let tls = shared.tls.clone();
         connections.spawn(async move {
             match tls {
-                None => serve_connection(stream, peer, handler, builder, shutdown).await,
+                None => serve_connection(stream, peer, handler, server, shutdown).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, handler, builder, shutdown).await,
+                    Ok(Ok(stream)) => serve_connection(stream, peer, handler, server, shutdown).await,
                     Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
                     Err(_) => log::debug!("TLS handshake with {peer} timed out"),
                 },

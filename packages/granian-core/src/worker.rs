@@ -18,7 +18,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::blocking::BlockingPool;
 use crate::bridge::{LoopBridge, LoopHandles};
-use crate::http::server::{build, Handler, Http1Settings, Http2Settings, HttpMode};
+use crate::files::{Mount, StaticFiles};
+use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
+use crate::log::AccessFormat;
 use crate::net::SocketHolder;
 use crate::rsgi::http::RsgiHandler;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
@@ -56,6 +58,33 @@ fn tls_settings(tls: TlsTuple, mode: HttpMode) -> TlsSettings {
     }
 }
 
+/// (route, mount) pairs, expiry in seconds, the file served for a directory.
+type StaticsTuple = (Vec<(String, PathBuf)>, u64, Option<String>);
+
+fn static_files(statics: StaticsTuple) -> PyResult<StaticFiles> {
+    let mut mounts = Vec::new();
+    for (route, dir) in statics.0 {
+        let root = dir.canonicalize().ok().filter(|p| p.is_dir()).ok_or_else(|| {
+            PyValueError::new_err(format!("--static-path-mount: {} is not a directory", dir.display()))
+        })?;
+        let route = format!("/{}", route.trim_matches('/'));
+        mounts.push(Mount { route, root });
+    }
+    // The longest route wins when routes nest.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.route.len()));
+    Ok(StaticFiles {
+        mounts,
+        expires: statics.1,
+        dir_to_file: statics.2.filter(|s| !s.is_empty()),
+    })
+}
+
+/// Checks an access log format, for a clear error before serving.
+#[pyfunction]
+pub fn check_access_log_format(format: &str) -> PyResult<()> {
+    AccessFormat::parse(format).map(|_| ()).map_err(PyValueError::new_err)
+}
+
 /// Builds the TLS configuration once to report a bad file or password before serving.
 #[pyfunction]
 pub fn check_tls(tls: TlsTuple) -> PyResult<()> {
@@ -71,6 +100,8 @@ pub struct Worker {
     http1: Http1Settings,
     http2: Http2Settings,
     tls: Option<TlsAcceptor>,
+    statics: Option<StaticFiles>,
+    access_format: Option<AccessFormat>,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pool: Mutex<Option<BlockingPool>>,
@@ -109,7 +140,34 @@ impl Worker {
         handler: Arc<H>,
         on_stopped: Py<PyAny>,
     ) -> PyResult<()> {
-        let builder = build(self.http_mode, &self.http1, &self.http2);
+        let access = match &self.access_format {
+            Some(format) => {
+                let logger: Py<PyAny> = Python::attach(|py| -> PyResult<Py<PyAny>> {
+                    Ok(py
+                        .import("logging")?
+                        .call_method1("getLogger", ("granian.access",))?
+                        .unbind())
+                })?;
+                let logger = Arc::new(logger);
+                let queue = bridge.queue.clone();
+                Some(AccessLog {
+                    format: format.clone(),
+                    emit: Box::new(move |line| {
+                        let logger = logger.clone();
+                        queue.schedule(Box::new(move |py| {
+                            let _ = logger.bind(py).call_method1("info", (line,));
+                        }));
+                    }),
+                })
+            }
+            None => None,
+        };
+        let server = ServerContext {
+            builder: build(self.http_mode, &self.http1, &self.http2),
+            scheme: self.scheme(),
+            statics: self.statics.clone(),
+            access,
+        };
         let queue = bridge.queue.clone();
         let on_stopped = Arc::new(on_stopped);
         let notify = Box::new(move || {
@@ -124,7 +182,7 @@ impl Worker {
             &self.runtime,
             listener,
             handler,
-            builder,
+            server,
             self.tls.clone(),
             self.shutdown.clone(),
             notify,
@@ -141,7 +199,10 @@ impl Worker {
 #[pymethods]
 impl Worker {
     #[new]
-    #[pyo3(signature = (runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2, tls = None))]
+    #[pyo3(signature = (
+        runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2,
+        tls = None, statics = None, access_log_format = None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         runtime_mode: &str,
@@ -152,6 +213,8 @@ impl Worker {
         http1: Http1Tuple,
         http2: Http2Tuple,
         tls: Option<TlsTuple>,
+        statics: Option<StaticsTuple>,
+        access_log_format: Option<String>,
     ) -> PyResult<Self> {
         let mode = match runtime_mode {
             "st" => RuntimeMode::St,
@@ -170,8 +233,15 @@ impl Worker {
             )),
             None => None,
         };
+        let statics = statics.map(static_files).transpose()?;
+        let access_format = access_log_format
+            .map(|f| AccessFormat::parse(&f))
+            .transpose()
+            .map_err(PyValueError::new_err)?;
         Ok(Self {
             tls,
+            statics,
+            access_format,
             runtime: RuntimeConfig {
                 mode,
                 threads: runtime_threads.max(1),

@@ -372,16 +372,27 @@ impl AsgiRequest {
             }
             None => false,
         };
-        self.stream.close();
+        let streaming = self
+            .phase
+            .lock()
+            .map(|mut p| matches!(std::mem::replace(&mut *p, Phase::Done), Phase::Streaming))
+            .unwrap_or(false);
+        if streaming {
+            // The body never got its last chunk: the client must see a cut, not an end.
+            if !raised && !self.state.is_disconnected() {
+                self.ctx
+                    .log_error(py, "Application returned before completing its response body");
+            }
+            self.stream.abort();
+        } else {
+            self.stream.close();
+        }
         if self.response.is_pending() {
             if !raised && !self.state.is_disconnected() {
                 self.ctx
                     .log_error(py, "Application returned without sending a response: answering 500");
             }
             self.response.fail();
-        }
-        if let Ok(mut phase) = self.phase.lock() {
-            *phase = Phase::Done;
         }
     }
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
 use http::{Method, Request, Response, StatusCode, Version};
@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::body::ResponseBody;
+use crate::files::StaticFiles;
+use crate::log::{AccessFormat, AccessRecord};
 
 /// What a protocol (RSGI, ASGI, WSGI) plugs into the HTTP server.
 pub trait Handler: Send + Sync + 'static {
@@ -130,27 +132,91 @@ fn strip_body(response: &mut Response<ResponseBody>) {
 }
 
 /// Serves one connection; on shutdown, lets in-flight requests finish, then closes.
+/// The access log of a worker: the parsed format and where finished lines go.
+pub struct AccessLog {
+    pub format: AccessFormat,
+    pub emit: Box<dyn Fn(String) + Send + Sync>,
+}
+
+/// What every connection of a worker shares, whatever the interface.
+pub struct ServerContext {
+    pub builder: ConnBuilder,
+    pub scheme: &'static str,
+    pub statics: Option<StaticFiles>,
+    pub access: Option<AccessLog>,
+}
+
+async fn dispatch<H: Handler>(
+    ctx: &ServerContext,
+    handler: Arc<H>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
+    let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
+    let access = ctx.access.as_ref().map(|log| {
+        (
+            log,
+            Instant::now(),
+            SystemTime::now(),
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+        )
+    });
+    let static_response = match &ctx.statics {
+        Some(statics) => statics.serve(req.method(), req.uri().path(), req.headers()).await,
+        None => None,
+    };
+    let mut response = match static_response {
+        Some(response) => response,
+        None => handler.handle(req, peer).await,
+    };
+    if head_h2 {
+        // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
+        strip_body(&mut response);
+    }
+    if let Some((log, started, time, method, uri, version)) = access {
+        let addr = peer.ip().to_string();
+        let line = log.format.render(&AccessRecord {
+            addr: &addr,
+            time,
+            dt_ms: started.elapsed().as_secs_f64() * 1000.0,
+            status: response.status().as_u16(),
+            path: uri.path(),
+            query_string: uri.query().unwrap_or(""),
+            method: method.as_str(),
+            scheme: ctx.scheme,
+            protocol: protocol_label(version),
+        });
+        (log.emit)(line);
+    }
+    response
+}
+
+fn protocol_label(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
 pub async fn serve_connection<IO, H>(
     io: IO,
     peer: SocketAddr,
     handler: Arc<H>,
-    builder: Arc<ConnBuilder>,
+    ctx: Arc<ServerContext>,
     shutdown: CancellationToken,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
+    let service_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let handler = handler.clone();
-        async move {
-            let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
-            let mut response = handler.handle(req, peer).await;
-            if head_h2 {
-                // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
-                strip_body(&mut response);
-            }
-            Ok::<_, Infallible>(response)
-        }
+        let ctx = service_ctx.clone();
+        async move { Ok::<_, Infallible>(dispatch(&ctx, handler, req, peer).await) }
     });
     // Each builder yields its own connection type: drive them alike, graceful on shutdown.
     macro_rules! drive {
@@ -167,7 +233,7 @@ pub async fn serve_connection<IO, H>(
         }};
     }
     let io = TokioIo::new(io);
-    let result = match &*builder {
+    let result = match &ctx.builder {
         ConnBuilder::Auto(b) => drive!(b.serve_connection_with_upgrades(io, service)),
         ConnBuilder::Http1(b) => drive!(b.serve_connection(io, service).with_upgrades()),
         ConnBuilder::Http2(b) => drive!(b.serve_connection(io, service)),

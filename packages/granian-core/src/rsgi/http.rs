@@ -159,7 +159,12 @@ impl HttpProtocol {
             }
             None => false,
         };
-        self.stream.close();
+        if raised {
+            // A stream cut by an error must not look complete to the client.
+            self.stream.abort();
+        } else {
+            self.stream.close();
+        }
         if self.response.is_pending() {
             if !raised && !self.state.is_disconnected() {
                 self.ctx

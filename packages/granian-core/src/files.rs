@@ -1,0 +1,292 @@
+//! Static files served by the core, without entering Python: path resolution that never
+//! leaves a mount, validators (etag, last-modified), conditional and range requests.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{
+    HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, EXPIRES,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use crate::http::body::ResponseBody;
+use crate::http::response::file_body;
+use crate::http::server::error_response;
+
+#[derive(Clone, Debug)]
+pub struct Mount {
+    /// The URL prefix, without a trailing slash (`/static`).
+    pub route: String,
+    /// The directory, canonical.
+    pub root: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct StaticFiles {
+    pub mounts: Vec<Mount>,
+    /// `cache-control: max-age` and `expires`; 0 disables both.
+    pub expires: u64,
+    /// Served for a directory, when set (e.g. `index.html`).
+    pub dir_to_file: Option<String>,
+}
+
+/// The path under the route, split into safe segments; `None` for anything suspicious.
+pub fn safe_relative(decoded: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for segment in decoded.split('/') {
+        if segment.is_empty() || segment == "." {
+            continue;
+        }
+        if segment == ".." || segment.contains('\\') || segment.contains('\0') {
+            return None;
+        }
+        let part = Path::new(segment);
+        if part.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return None;
+        }
+        out.push(segment);
+    }
+    Some(out)
+}
+
+impl StaticFiles {
+    /// The mount and the remainder of the path when `path` (raw, percent-encoded) is under
+    /// a static route.
+    fn route<'a>(&'a self, path: &'a str) -> Option<(&'a Mount, &'a str)> {
+        self.mounts.iter().find_map(|mount| {
+            let rest = path.strip_prefix(mount.route.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((mount, rest))
+        })
+    }
+
+    /// `None` when the request is not for a static route: the app gets it.
+    pub async fn serve(&self, method: &Method, path: &str, headers: &HeaderMap) -> Option<Response<ResponseBody>> {
+        let (mount, rest) = self.route(path)?;
+        if method != Method::GET && method != Method::HEAD {
+            return None;
+        }
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(rest).collect();
+        let Some(relative) = std::str::from_utf8(&decoded).ok().and_then(safe_relative) else {
+            return Some(error_response(StatusCode::NOT_FOUND));
+        };
+        Some(self.serve_file(mount, &relative, headers).await)
+    }
+
+    async fn serve_file(&self, mount: &Mount, relative: &Path, headers: &HeaderMap) -> Response<ResponseBody> {
+        let not_found = || error_response(StatusCode::NOT_FOUND);
+        let mut candidate = mount.root.join(relative);
+        let Ok(mut real) = tokio::fs::canonicalize(&candidate).await else {
+            return not_found();
+        };
+        // Symlinks may point anywhere: only what resolves inside the mount is served.
+        if !real.starts_with(&mount.root) {
+            return not_found();
+        }
+        let Ok(mut meta) = tokio::fs::metadata(&real).await else {
+            return not_found();
+        };
+        if meta.is_dir() {
+            let Some(index) = &self.dir_to_file else {
+                return not_found();
+            };
+            candidate = real.join(index);
+            real = match tokio::fs::canonicalize(&candidate).await {
+                Ok(r) if r.starts_with(&mount.root) => r,
+                _ => return not_found(),
+            };
+            meta = match tokio::fs::metadata(&real).await {
+                Ok(m) if m.is_file() => m,
+                _ => return not_found(),
+            };
+        }
+        if !meta.is_file() {
+            return not_found();
+        }
+        let len = meta.len();
+        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        let etag = entity_tag(modified, len);
+        let mut response_headers = HeaderMap::new();
+        let mime = mime_guess::from_path(&real).first_or_octet_stream();
+        if let Ok(v) = HeaderValue::from_str(mime.as_ref()) {
+            response_headers.insert(CONTENT_TYPE, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            response_headers.insert(ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+            response_headers.insert(LAST_MODIFIED, v);
+        }
+        if self.expires > 0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("max-age={}", self.expires)) {
+                response_headers.insert(CACHE_CONTROL, v);
+            }
+            let at = SystemTime::now() + Duration::from_secs(self.expires);
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+                response_headers.insert(EXPIRES, v);
+            }
+        }
+        response_headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+        if not_modified(headers, &etag, modified) {
+            return with_headers(StatusCode::NOT_MODIFIED, response_headers, ResponseBody::empty());
+        }
+        let (status, start, count) = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+            None => (StatusCode::OK, 0, len),
+            Some(range) => match parse_range(range, len) {
+                RangeOutcome::Full => (StatusCode::OK, 0, len),
+                RangeOutcome::Partial(start, end) => {
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                        response_headers.insert(CONTENT_RANGE, v);
+                    }
+                    (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+                }
+                RangeOutcome::Unsatisfiable => {
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        response_headers.insert(CONTENT_RANGE, v);
+                    }
+                    response_headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+                    return with_headers(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        response_headers,
+                        ResponseBody::empty(),
+                    );
+                }
+            },
+        };
+        let file = match tokio::fs::File::open(&real).await {
+            Ok(f) => f.into_std().await,
+            Err(_) => return not_found(),
+        };
+        match file_body(file, start, count) {
+            Ok(body) => with_headers(status, response_headers, body),
+            Err(_) => not_found(),
+        }
+    }
+}
+
+fn with_headers(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+pub fn entity_tag(modified: SystemTime, len: u64) -> String {
+    let stamp = modified.duration_since(UNIX_EPOCH).unwrap_or_default();
+    format!("\"{:x}-{:x}-{:x}\"", stamp.as_secs(), stamp.subsec_nanos(), len)
+}
+
+fn not_modified(headers: &HeaderMap, etag: &str, modified: SystemTime) -> bool {
+    if let Some(candidates) = headers.get(IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        // If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2); weak comparison.
+        return candidates
+            .split(',')
+            .map(|c| c.trim().trim_start_matches("W/"))
+            .any(|c| c == "*" || c == etag);
+    }
+    if let Some(since) = headers
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+    {
+        let modified_secs = modified.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let since_secs = since.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        return modified_secs <= since_secs;
+    }
+    false
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeOutcome {
+    /// No usable range: serve the whole file.
+    Full,
+    /// Inclusive byte positions.
+    Partial(u64, u64),
+    Unsatisfiable,
+}
+
+/// A single `bytes=` range against a file of `len` bytes; several ranges get the whole file.
+pub fn parse_range(header: &str, len: u64) -> RangeOutcome {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeOutcome::Full;
+    };
+    if spec.contains(',') {
+        return RangeOutcome::Full;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeOutcome::Full;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let parsed = match (first.is_empty(), last.is_empty()) {
+        (true, true) => return RangeOutcome::Full,
+        (true, false) => match last.parse::<u64>() {
+            Ok(0) => return RangeOutcome::Unsatisfiable,
+            Ok(suffix) => (len.saturating_sub(suffix), len.saturating_sub(1)),
+            Err(_) => return RangeOutcome::Full,
+        },
+        (false, _) => {
+            let Ok(start) = first.parse::<u64>() else {
+                return RangeOutcome::Full;
+            };
+            let end = if last.is_empty() {
+                len.saturating_sub(1)
+            } else {
+                match last.parse::<u64>() {
+                    Ok(end) if end >= start => end.min(len.saturating_sub(1)),
+                    _ => return RangeOutcome::Full,
+                }
+            };
+            (start, end)
+        }
+    };
+    if len == 0 || parsed.0 >= len {
+        return RangeOutcome::Unsatisfiable;
+    }
+    RangeOutcome::Partial(parsed.0, parsed.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(safe_relative("/a/b.txt"), Some(PathBuf::from("a/b.txt")));
+        assert_eq!(safe_relative("/a//./b"), Some(PathBuf::from("a/b")));
+        assert_eq!(safe_relative("/../etc/passwd"), None);
+        assert_eq!(safe_relative("/a/../../x"), None);
+        assert_eq!(safe_relative("/a\\..\\x"), None);
+        assert_eq!(safe_relative("/a\0b"), None);
+        assert_eq!(safe_relative("/café.txt"), Some(PathBuf::from("café.txt")));
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeOutcome::Partial(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeOutcome::Partial(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeOutcome::Partial(90, 99));
+        assert_eq!(parse_range("bytes=50-500", 100), RangeOutcome::Partial(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), RangeOutcome::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeOutcome::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeOutcome::Full);
+        assert_eq!(parse_range("items=0-1", 100), RangeOutcome::Full);
+        assert_eq!(parse_range("bytes=9-3", 100), RangeOutcome::Full);
+    }
+
+    #[test]
+    fn validators() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut h = HeaderMap::new();
+        let tag = entity_tag(t, 10);
+        h.insert(IF_NONE_MATCH, HeaderValue::from_str(&tag).unwrap());
+        assert!(not_modified(&h, &tag, t));
+        let mut h = HeaderMap::new();
+        h.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_str(&httpdate::fmt_http_date(t)).unwrap(),
+        );
+        assert!(not_modified(&h, &tag, t));
+        assert!(!not_modified(&h, &tag, t + Duration::from_secs(5)));
+    }
+}
