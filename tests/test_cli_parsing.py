@@ -337,6 +337,7 @@ DEFAULT_KWARGS = {
     'static_path_route': None,
     'static_path_mount': None,
     'static_path_expires': 86400,
+    'static_path_dir_to_file': None,
     'reload': False,
     'reload_paths': None,
     'reload_ignore_dirs': None,
