@@ -12,6 +12,7 @@ mod rsgi;
 mod runtime;
 mod tls;
 mod worker;
+mod ws;
 mod wsgi;
 
 use pyo3::prelude::*;
@@ -31,6 +32,9 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rsgi::scope::Headers>()?;
     m.add_class::<rsgi::http::HttpProtocol>()?;
     m.add_class::<rsgi::http::StreamTransport>()?;
+    m.add_class::<rsgi::ws::WsProtocol>()?;
+    m.add_class::<rsgi::ws::WsTransport>()?;
+    m.add_class::<rsgi::ws::WsMessage>()?;
     m.add_class::<asgi::http::Receive>()?;
     m.add_class::<asgi::http::Send>()?;
     m.add_class::<wsgi::http::StartResponse>()?;

@@ -100,6 +100,7 @@ pub struct Worker {
     http1: Http1Settings,
     http2: Http2Settings,
     tls: Option<TlsAcceptor>,
+    websockets: bool,
     statics: Option<StaticFiles>,
     access_format: Option<AccessFormat>,
     shutdown: CancellationToken,
@@ -201,7 +202,7 @@ impl Worker {
     #[new]
     #[pyo3(signature = (
         runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2,
-        tls = None, statics = None, access_log_format = None
+        tls = None, statics = None, access_log_format = None, websockets = true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -215,6 +216,7 @@ impl Worker {
         tls: Option<TlsTuple>,
         statics: Option<StaticsTuple>,
         access_log_format: Option<String>,
+        websockets: bool,
     ) -> PyResult<Self> {
         let mode = match runtime_mode {
             "st" => RuntimeMode::St,
@@ -240,6 +242,7 @@ impl Worker {
             .map_err(PyValueError::new_err)?;
         Ok(Self {
             tls,
+            websockets,
             statics,
             access_format,
             runtime: RuntimeConfig {
@@ -286,7 +289,15 @@ impl Worker {
     ) -> PyResult<()> {
         let listener = socket.take()?;
         let ctx = app_context(self.scheme(), &listener, bridge, app, &event_loop, logger)?;
-        self.launch(listener, bridge, Arc::new(RsgiHandler { ctx }), on_stopped)
+        self.launch(
+            listener,
+            bridge,
+            Arc::new(RsgiHandler {
+                ctx,
+                websockets: self.websockets,
+            }),
+            on_stopped,
+        )
     }
 
     /// Starts serving an ASGI app; `state` is the lifespan state copied into each scope.

@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyString};
 use tokio::sync::oneshot;
 
 use super::scope::Scope;
+use super::ws::WsProtocol;
 use super::{ProtocolClosed, ProtocolError};
 use crate::app::AppContext;
 use crate::bridge::{awaitable_iter, resolve, AppCoroutine, Failed, Ready};
@@ -22,21 +23,29 @@ use crate::http::request::{ReadError, RequestBody};
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
 use crate::http::util::check_range;
+use crate::ws::{take_upgrade, WsUpgrade};
 
 pub struct RsgiHandler {
     pub ctx: Arc<AppContext>,
+    pub websockets: bool,
 }
 
 impl Handler for RsgiHandler {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let (tx, rx) = oneshot::channel();
         let state = Arc::new(RequestState::new(self.ctx.bridge.clone()));
         let guard = DisconnectGuard(state.clone());
         let ctx = self.ctx.clone();
         let runtime = tokio::runtime::Handle::current();
-        self.ctx.bridge.schedule(Box::new(move |py| {
-            start_request(py, &ctx, req, peer, ResponseSlot::new(tx), state, runtime);
-        }));
+        let upgrade = if self.websockets { take_upgrade(&mut req) } else { None };
+        match upgrade {
+            Some(upgrade) => self.ctx.bridge.schedule(Box::new(move |py| {
+                start_websocket(py, &ctx, req, peer, ResponseSlot::new(tx), upgrade, runtime);
+            })),
+            None => self.ctx.bridge.schedule(Box::new(move |py| {
+                start_request(py, &ctx, req, peer, ResponseSlot::new(tx), state, runtime);
+            })),
+        }
         match rx.await {
             Ok(mut response) => {
                 response.body_mut().watch(guard);
@@ -47,6 +56,34 @@ impl Handler for RsgiHandler {
                 error_response(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }
+    }
+}
+
+fn start_websocket(
+    py: Python<'_>,
+    ctx: &Arc<AppContext>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    response: ResponseSlot,
+    upgrade: WsUpgrade,
+    runtime: tokio::runtime::Handle,
+) {
+    let (parts, _) = req.into_parts();
+    let started = (|| -> PyResult<()> {
+        let scope = Scope::new(py, "ws", parts, peer, ctx.listener.clone())?;
+        let protocol = Py::new(py, WsProtocol::new(ctx.clone(), runtime, response, upgrade))?;
+        let coro = ctx.app.bind(py).call1((Py::new(py, scope)?, protocol.clone_ref(py)))?;
+        let finished = protocol.clone_ref(py);
+        let runner = AppCoroutine::new(
+            awaitable_iter(&coro)?.unbind(),
+            Box::new(move |py, error| finished.get().app_finished(py, error)),
+        );
+        ctx.handles.create_task.bind(py).call1((runner,))?;
+        Ok(())
+    })();
+    if let Err(err) = started {
+        // The response slot went down with the protocol: hyper answers 500 for it.
+        ctx.log_app_error(py, "Application callable raised an exception", &err);
     }
 }
 

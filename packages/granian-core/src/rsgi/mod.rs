@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod scope;
+pub mod ws;
 
 pyo3::create_exception!(
     granian._granian,

@@ -1,0 +1,228 @@
+//! Websockets: the upgrade handshake (hyper) and framing (tokio-tungstenite). Once
+//! upgraded, a reader task and a writer task own the socket; interfaces talk to them
+//! through channels, so an app never waits on the socket itself.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::http::body::ResponseBody;
+
+/// Messages queued from the client before the app reads them.
+const INCOMING_QUEUE: usize = 64;
+/// Messages queued by the app before it has to wait for the socket.
+const OUTGOING_QUEUE: usize = 64;
+
+/// A websocket upgrade request, before the app decided.
+pub struct WsUpgrade {
+    pub on_upgrade: OnUpgrade,
+    pub accept_key: String,
+}
+
+/// Whether `req` asks for a websocket (RFC 6455 over HTTP/1.1); takes its upgrade handle.
+pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<WsUpgrade> {
+    if req.method() != Method::GET || req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let headers = req.headers();
+    let has_token = |name: http::header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(UPGRADE, "websocket") || !has_token(CONNECTION, "upgrade") {
+        return None;
+    }
+    if headers.get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return None;
+    }
+    let key = headers.get(SEC_WEBSOCKET_KEY)?.as_bytes().to_vec();
+    Some(WsUpgrade {
+        on_upgrade: hyper::upgrade::on(req),
+        accept_key: derive_accept_key(&key),
+    })
+}
+
+/// The 101 answer that completes the handshake.
+pub fn switching_protocols(accept_key: &str, mut headers: HeaderMap) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(v) = HeaderValue::from_str(accept_key) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    *response.headers_mut() = headers;
+    response
+}
+
+/// What the client sent.
+pub enum WsEvent {
+    Text(String),
+    Binary(Bytes),
+    /// The connection ended: the client's close code and reason (1005 when it gave none,
+    /// 1006 when the connection dropped without a close frame).
+    Closed(u16, String),
+}
+
+pub enum Outgoing {
+    Text(String),
+    Binary(Bytes),
+    Close(u16, String),
+}
+
+/// An established websocket, shared by the app's protocol object.
+pub struct WsChannel {
+    outgoing: mpsc::Sender<Message>,
+    incoming: Mutex<Option<mpsc::Receiver<WsEvent>>>,
+    closed: Mutex<Option<(u16, String)>>,
+}
+
+pub enum Sent {
+    Queued,
+    /// The queue is full: await this send on the runtime.
+    Full(mpsc::Sender<Message>, Message),
+    Closed,
+}
+
+impl WsChannel {
+    pub fn send(&self, message: Outgoing) -> Sent {
+        let message = match message {
+            Outgoing::Text(text) => Message::Text(text.into()),
+            Outgoing::Binary(data) => Message::Binary(data),
+            Outgoing::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            })),
+        };
+        match self.outgoing.try_send(message) {
+            Ok(()) => Sent::Queued,
+            Err(mpsc::error::TrySendError::Full(message)) => Sent::Full(self.outgoing.clone(), message),
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
+        }
+    }
+
+    /// The next event if one is waiting: `Err` when the app must wait for it.
+    pub fn try_receive(&self) -> Result<WsEvent, ()> {
+        if let Some(closed) = self.closed.lock().ok().and_then(|c| c.clone()) {
+            return Ok(WsEvent::Closed(closed.0, closed.1));
+        }
+        let mut slot = self.incoming.lock().map_err(|_| ())?;
+        let rx = slot.as_mut().ok_or(())?;
+        match rx.try_recv() {
+            Ok(event) => Ok(self.remember(event)),
+            Err(mpsc::error::TryRecvError::Empty) => Err(()),
+            Err(mpsc::error::TryRecvError::Disconnected) => Ok(self.remember(WsEvent::Closed(1006, String::new()))),
+        }
+    }
+
+    /// Waits for the next event (on the runtime).
+    pub async fn receive(self: Arc<Self>) -> WsEvent {
+        let taken = self.incoming.lock().ok().and_then(|mut s| s.take());
+        let Some(mut rx) = taken else {
+            return WsEvent::Closed(1006, String::new());
+        };
+        let event = rx.recv().await.unwrap_or(WsEvent::Closed(1006, String::new()));
+        if let Ok(mut slot) = self.incoming.lock() {
+            *slot = Some(rx);
+        }
+        self.remember(event)
+    }
+
+    fn remember(&self, event: WsEvent) -> WsEvent {
+        if let WsEvent::Closed(code, reason) = &event {
+            if let Ok(mut closed) = self.closed.lock() {
+                *closed = Some((*code, reason.clone()));
+            }
+        }
+        event
+    }
+}
+
+/// Completes the upgrade and starts the reader and writer tasks.
+pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<WsChannel>, hyper::Error> {
+    let upgraded = on_upgrade.await?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let (mut sink, mut stream) = socket.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
+    let (in_tx, in_rx) = mpsc::channel::<WsEvent>(INCOMING_QUEUE);
+    let control = out_tx.clone();
+    tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            let closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tokio::spawn(async move {
+        let closed = loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    if in_tx.send(WsEvent::Text(text.as_str().to_owned())).await.is_err() {
+                        break (1006, String::new());
+                    }
+                }
+                Some(Ok(Message::Binary(data))) => {
+                    if in_tx.send(WsEvent::Binary(data)).await.is_err() {
+                        break (1006, String::new());
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.as_str().to_owned()))
+                        .unwrap_or((1005, String::new()));
+                    // Echo the close so the client's handshake completes.
+                    let _ = control.try_send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(if code == 1005 { 1000 } else { code }),
+                        reason: "".into(),
+                    })));
+                    break (code, reason);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => {
+                    log::debug!("websocket read error: {err}");
+                    let code = match err {
+                        tokio_tungstenite::tungstenite::Error::Capacity(_) => 1009,
+                        tokio_tungstenite::tungstenite::Error::Utf8(_) => 1007,
+                        tokio_tungstenite::tungstenite::Error::Protocol(_) => 1002,
+                        _ => 1006,
+                    };
+                    if code != 1006 {
+                        let _ = control.try_send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: "".into(),
+                        })));
+                    }
+                    break (code, String::new());
+                }
+                None => break (1006, String::new()),
+            }
+        };
+        let _ = in_tx.send(WsEvent::Closed(closed.0, closed.1)).await;
+    });
+    Ok(Arc::new(WsChannel {
+        outgoing: out_tx,
+        incoming: Mutex::new(Some(in_rx)),
+        closed: Mutex::new(None),
+    }))
+}
