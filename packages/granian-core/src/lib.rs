@@ -37,6 +37,8 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rsgi::ws::WsMessage>()?;
     m.add_class::<asgi::http::Receive>()?;
     m.add_class::<asgi::http::Send>()?;
+    m.add_class::<asgi::ws::WsReceive>()?;
+    m.add_class::<asgi::ws::WsSend>()?;
     m.add_class::<wsgi::http::StartResponse>()?;
     m.add_class::<wsgi::http::Write>()?;
     m.add_class::<wsgi::http::FileWrapper>()?;

@@ -322,7 +322,16 @@ impl Worker {
             root_path,
             server: server_tuple(py, &ctx.listener.ip, ctx.listener.port)?,
         });
-        self.launch(listener, bridge, Arc::new(AsgiHandler { ctx, shared }), on_stopped)
+        self.launch(
+            listener,
+            bridge,
+            Arc::new(AsgiHandler {
+                ctx,
+                shared,
+                websockets: self.websockets,
+            }),
+            on_stopped,
+        )
     }
 
     /// Starts serving a WSGI app on a pool of up to `blocking_threads` threads.

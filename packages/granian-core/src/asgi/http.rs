@@ -14,6 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use pyo3::{intern, IntoPyObjectExt};
 use tokio::sync::oneshot;
 
+use super::ws::{AsgiWebsocket, WsReceive, WsSend};
 use crate::app::AppContext;
 use crate::bridge::{awaitable_iter, resolve, AppCoroutine, Ready};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
@@ -21,6 +22,7 @@ use crate::http::request::RequestBody;
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
 use crate::http::util::{decode_path, version_label};
+use crate::ws::{take_upgrade, WsUpgrade};
 
 /// Per-worker ASGI values, built once.
 pub struct AsgiShared {
@@ -33,18 +35,25 @@ pub struct AsgiShared {
 pub struct AsgiHandler {
     pub ctx: Arc<AppContext>,
     pub shared: Arc<AsgiShared>,
+    pub websockets: bool,
 }
 
 impl Handler for AsgiHandler {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let (tx, rx) = oneshot::channel();
         let state = Arc::new(RequestState::new(self.ctx.bridge.clone()));
         let guard = DisconnectGuard(state.clone());
         let handler = self.clone();
         let runtime = tokio::runtime::Handle::current();
-        self.ctx.bridge.schedule(Box::new(move |py| {
-            handler.start(py, req, peer, ResponseSlot::new(tx), state, runtime);
-        }));
+        let upgrade = if self.websockets { take_upgrade(&mut req) } else { None };
+        match upgrade {
+            Some(upgrade) => self.ctx.bridge.schedule(Box::new(move |py| {
+                handler.start_websocket(py, req, peer, ResponseSlot::new(tx), upgrade, runtime);
+            })),
+            None => self.ctx.bridge.schedule(Box::new(move |py| {
+                handler.start(py, req, peer, ResponseSlot::new(tx), state, runtime);
+            })),
+        }
         match rx.await {
             Ok(mut response) => {
                 response.body_mut().watch(guard);
@@ -59,6 +68,51 @@ impl Handler for AsgiHandler {
 }
 
 impl AsgiHandler {
+    fn start_websocket(
+        &self,
+        py: Python<'_>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        response: ResponseSlot,
+        upgrade: WsUpgrade,
+        runtime: tokio::runtime::Handle,
+    ) {
+        let ctx = &self.ctx;
+        let (parts, _) = req.into_parts();
+        let started = (|| -> PyResult<()> {
+            let scope = self.scope(py, &parts, peer)?;
+            scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+            let scheme = if ctx.listener.scheme == "https" { "wss" } else { "ws" };
+            scope.set_item(intern!(py, "scheme"), scheme)?;
+            let subprotocols = PyList::empty(py);
+            for value in parts.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+                for token in value.to_str().unwrap_or("").split(',') {
+                    let token = token.trim();
+                    if !token.is_empty() {
+                        subprotocols.append(token)?;
+                    }
+                }
+            }
+            scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
+            let extensions = PyDict::new(py);
+            extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+            scope.set_item(intern!(py, "extensions"), extensions)?;
+            let socket = Arc::new(AsgiWebsocket::new(ctx.clone(), runtime, response, upgrade));
+            let receive = Py::new(py, WsReceive(socket.clone()))?;
+            let send = Py::new(py, WsSend(socket.clone()))?;
+            let coro = ctx.app.bind(py).call1((scope, receive, send))?;
+            let runner = AppCoroutine::new(
+                awaitable_iter(&coro)?.unbind(),
+                Box::new(move |py, error| socket.app_finished(py, error)),
+            );
+            ctx.handles.create_task.bind(py).call1((runner,))?;
+            Ok(())
+        })();
+        if let Err(err) = started {
+            ctx.log_app_error(py, "Application callable raised an exception", &err);
+        }
+    }
+
     fn start(
         &self,
         py: Python<'_>,
@@ -187,7 +241,7 @@ fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     Ok(Py::new(py, Ready::new(value))?.into_any())
 }
 
-fn protocol_error(msg: impl Into<String>) -> PyErr {
+pub(crate) fn protocol_error(msg: impl Into<String>) -> PyErr {
     PyRuntimeError::new_err(format!("ASGI protocol error: {}", msg.into()))
 }
 
@@ -404,7 +458,7 @@ fn response(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Respo
     response
 }
 
-fn header_map(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
+pub(crate) fn header_map(headers: &Bound<'_, PyAny>) -> PyResult<HeaderMap> {
     let mut map = HeaderMap::new();
     for item in headers.try_iter()? {
         let item = item?;

@@ -1,3 +1,4 @@
 //! ASGI 3: HTTP scope, `receive` and `send`. Lifespan runs in Python (`granian.asgi`).
 
 pub mod http;
+pub mod ws;
