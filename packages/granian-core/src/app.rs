@@ -16,11 +16,11 @@ pub struct ListenerInfo {
 }
 
 impl ListenerInfo {
-    pub fn new(addr: std::net::SocketAddr, scheme: &'static str) -> Self {
+    pub fn new((ip, port): (String, u16), scheme: &'static str) -> Self {
         Self {
-            ip: addr.ip().to_string(),
-            port: addr.port(),
-            server: format!("{}:{}", addr.ip(), addr.port()),
+            server: format!("{ip}:{port}"),
+            ip,
+            port,
             scheme,
         }
     }

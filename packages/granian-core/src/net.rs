@@ -1,8 +1,11 @@
-//! Listening sockets: bound here (socket2, for backlog and address reuse) and handed to
-//! the runtimes of a worker.
+//! Listening sockets: TCP (socket2, for backlog and address reuse) and Unix sockets, bound
+//! here and handed to the runtimes of a worker.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
@@ -24,15 +27,81 @@ pub fn bind_tcp(address: &str, port: u16, backlog: i32) -> std::io::Result<TcpLi
     Ok(socket.into())
 }
 
-/// A bound TCP listener owned by Python until a worker takes it.
+/// Binds a Unix socket at `path`, replacing a stale socket file (never another kind of file).
+pub fn bind_unix(path: &Path, permissions: Option<u32>, backlog: i32) -> std::io::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running server", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    if let Some(mode) = permissions {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    socket.listen(backlog)?;
+    Ok(unsafe { UnixListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// A listening socket of either kind.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    pub fn try_clone(&self) -> std::io::Result<Self> {
+        Ok(match self {
+            Self::Tcp(l) => Self::Tcp(l.try_clone()?),
+            Self::Unix(l, p) => Self::Unix(l.try_clone()?, p.clone()),
+        })
+    }
+
+    pub fn set_nonblocking(&self) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(l) => l.set_nonblocking(true),
+            Self::Unix(l, _) => l.set_nonblocking(true),
+        }
+    }
+
+    fn raw_fd(&self) -> i32 {
+        match self {
+            Self::Tcp(l) => l.as_raw_fd(),
+            Self::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+
+    /// `(address, port)` as the scopes report the server: a Unix socket has its path, port 0.
+    pub fn server_address(&self) -> (String, u16) {
+        match self {
+            Self::Tcp(l) => l
+                .local_addr()
+                .map(|a| (a.ip().to_string(), a.port()))
+                .unwrap_or_else(|_| (String::new(), 0)),
+            Self::Unix(_, path) => (path.display().to_string(), 0),
+        }
+    }
+}
+
+/// A bound listener owned by Python until a worker takes it.
 #[pyclass(frozen, module = "granian._granian")]
 pub struct SocketHolder {
-    listener: Mutex<Option<TcpListener>>,
-    local: SocketAddr,
+    listener: Mutex<Option<Listener>>,
 }
 
 impl SocketHolder {
-    pub fn take(&self) -> PyResult<TcpListener> {
+    pub fn take(&self) -> PyResult<Listener> {
         let guard = self
             .listener
             .lock()
@@ -42,6 +111,12 @@ impl SocketHolder {
             .ok_or_else(|| PyRuntimeError::new_err("listener is closed"))?;
         Ok(listener.try_clone()?)
     }
+
+    fn holding(listener: Listener) -> Self {
+        Self {
+            listener: Mutex::new(Some(listener)),
+        }
+    }
 }
 
 #[pymethods]
@@ -50,45 +125,66 @@ impl SocketHolder {
     fn bind(address: &str, port: u16, backlog: i32) -> PyResult<Self> {
         let listener = bind_tcp(address, port, backlog)
             .map_err(|e| PyOSError::new_err(format!("cannot bind to {address}:{port}: {e}")))?;
-        let local = listener.local_addr()?;
-        Ok(Self {
-            listener: Mutex::new(Some(listener)),
-            local,
-        })
+        Ok(Self::holding(Listener::Tcp(listener)))
+    }
+
+    #[staticmethod]
+    #[pyo3(signature = (path, permissions, backlog))]
+    fn bind_unix(path: PathBuf, permissions: Option<u32>, backlog: i32) -> PyResult<Self> {
+        let listener = bind_unix(&path, permissions, backlog)
+            .map_err(|e| PyOSError::new_err(format!("cannot bind to unix:{}: {e}", path.display())))?;
+        Ok(Self::holding(Listener::Unix(listener, path)))
     }
 
     /// Adopts a listening socket opened elsewhere (a parent process), by descriptor.
     #[staticmethod]
     fn from_fd(fd: i32) -> PyResult<Self> {
-        let dup = nix_dup(fd)?;
-        let listener = unsafe { TcpListener::from_raw_fd(dup) };
-        let local = listener.local_addr()?;
-        Ok(Self {
-            listener: Mutex::new(Some(listener)),
-            local,
-        })
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let owned = borrowed.try_clone_to_owned()?;
+        let socket = Socket::from(owned);
+        let local = socket.local_addr()?;
+        let listener = match local.as_pathname() {
+            Some(path) => {
+                let path = path.to_path_buf();
+                Listener::Unix(unsafe { UnixListener::from_raw_fd(socket.into_raw_fd()) }, path)
+            }
+            None => Listener::Tcp(socket.into()),
+        };
+        Ok(Self::holding(listener))
     }
 
     fn fileno(&self) -> PyResult<i32> {
-        use std::os::fd::AsRawFd;
         let guard = self
             .listener
             .lock()
             .map_err(|_| PyRuntimeError::new_err("listener lock poisoned"))?;
         guard
             .as_ref()
-            .map(|l| l.as_raw_fd())
+            .map(|l| l.raw_fd())
             .ok_or_else(|| PyRuntimeError::new_err("listener is closed"))
     }
 
     #[getter]
     fn address(&self) -> String {
-        self.local.ip().to_string()
+        self.listener
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|l| l.server_address().0))
+            .unwrap_or_default()
     }
 
     #[getter]
     fn port(&self) -> u16 {
-        self.local.port()
+        self.listener
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|l| l.server_address().1))
+            .unwrap_or(0)
+    }
+
+    #[getter]
+    fn is_unix(&self) -> bool {
+        matches!(self.listener.lock().ok().as_deref(), Some(Some(Listener::Unix(..))))
     }
 
     fn close(&self) {
@@ -96,9 +192,4 @@ impl SocketHolder {
             guard.take();
         }
     }
-}
-
-fn nix_dup(fd: i32) -> PyResult<i32> {
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    Ok(borrowed.try_clone_to_owned()?.into_raw_fd())
 }

@@ -1,6 +1,6 @@
 //! Tokio runtimes per mode, the accept loop with its backpressure, graceful shutdown.
 
-use std::net::TcpListener as StdTcpListener;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::server::{serve_connection, Handler, ServerContext};
+use crate::net::Listener;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,14 +48,14 @@ struct Shared<H> {
 /// once shutdown was asked for and every connection has finished.
 pub fn start<H: Handler>(
     config: &RuntimeConfig,
-    listener: StdTcpListener,
+    listener: Listener,
     handler: Arc<H>,
     server: ServerContext,
     tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     on_stopped: Box<dyn Fn() + Send + Sync>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
-    listener.set_nonblocking(true)?;
+    listener.set_nonblocking()?;
     let loops = match config.mode {
         RuntimeMode::St => config.threads.max(1),
         RuntimeMode::Mt => 1,
@@ -99,8 +100,57 @@ pub fn start<H: Handler>(
     Ok(threads)
 }
 
-async fn accept_loop<H: Handler>(listener: StdTcpListener, shared: Arc<Shared<H>>) {
-    let listener = match tokio::net::TcpListener::from_std(listener) {
+/// The tokio side of a listener.
+enum Accepting {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Accepting {
+    fn register(listener: Listener) -> std::io::Result<Self> {
+        Ok(match listener {
+            Listener::Tcp(l) => Self::Tcp(tokio::net::TcpListener::from_std(l)?),
+            Listener::Unix(l, _) => Self::Unix(tokio::net::UnixListener::from_std(l)?),
+        })
+    }
+
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        match self {
+            Self::Tcp(l) => l.accept().await.map(|(s, peer)| {
+                let _ = s.set_nodelay(true);
+                Accepted::Tcp(s, peer)
+            }),
+            Self::Unix(l) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+        }
+    }
+}
+
+/// TLS (when configured), then HTTP, on one accepted stream.
+async fn serve_stream<IO, H>(io: IO, peer: SocketAddr, shared: Arc<Shared<H>>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let handler = shared.handler.clone();
+    let server = shared.server.clone();
+    let shutdown = shared.shutdown.clone();
+    match &shared.tls {
+        None => serve_connection(io, peer, handler, server, shutdown).await,
+        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => serve_connection(stream, peer, handler, server, shutdown).await,
+            Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
+            Err(_) => log::debug!("TLS handshake with {peer} timed out"),
+        },
+    }
+}
+
+async fn accept_loop<H: Handler>(listener: Listener, shared: Arc<Shared<H>>) {
+    let listener = match Accepting::register(listener) {
         Ok(l) => l,
         Err(err) => {
             log::error!("cannot register the listener with the runtime: {err}");
@@ -122,8 +172,8 @@ async fn accept_loop<H: Handler>(listener: StdTcpListener, shared: Arc<Shared<H>
             _ = shared.shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
+        let accepted = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 log::warn!("accept failed: {err}");
@@ -131,19 +181,12 @@ async fn accept_loop<H: Handler>(listener: StdTcpListener, shared: Arc<Shared<H>
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let handler = shared.handler.clone();
-        let server = shared.server.clone();
-        let shutdown = shared.shutdown.clone();
-        let tls = shared.tls.clone();
+        let shared = shared.clone();
         connections.spawn(async move {
-            match tls {
-                None => serve_connection(stream, peer, handler, server, shutdown).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, handler, server, shutdown).await,
-                    Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
-                    Err(_) => log::debug!("TLS handshake with {peer} timed out"),
-                },
+            match accepted {
+                Accepted::Tcp(stream, peer) => serve_stream(stream, peer, shared).await,
+                // Unix peers have no address: the scopes report an unspecified one.
+                Accepted::Unix(stream) => serve_stream(stream, SocketAddr::from(([0, 0, 0, 0], 0)), shared).await,
             }
             drop(permit);
         });

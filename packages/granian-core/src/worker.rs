@@ -21,7 +21,7 @@ use crate::bridge::{LoopBridge, LoopHandles};
 use crate::files::{Mount, StaticFiles};
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
 use crate::log::AccessFormat;
-use crate::net::SocketHolder;
+use crate::net::{Listener, SocketHolder};
 use crate::rsgi::http::RsgiHandler;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
 use crate::tls::{server_config, TlsSettings};
@@ -110,7 +110,7 @@ pub struct Worker {
 
 fn app_context(
     scheme: &'static str,
-    listener: &std::net::TcpListener,
+    listener: &Listener,
     bridge: &LoopBridge,
     app: Py<PyAny>,
     event_loop: &Bound<'_, PyAny>,
@@ -121,7 +121,7 @@ fn app_context(
         handles: LoopHandles::new(event_loop)?,
         logger,
         bridge: bridge.queue.clone(),
-        listener: Arc::new(ListenerInfo::new(listener.local_addr()?, scheme)),
+        listener: Arc::new(ListenerInfo::new(listener.server_address(), scheme)),
     }))
 }
 
@@ -136,7 +136,7 @@ impl Worker {
 
     fn launch<H: Handler>(
         &self,
-        listener: std::net::TcpListener,
+        listener: Listener,
         bridge: &LoopBridge,
         handler: Arc<H>,
         on_stopped: Py<PyAny>,
@@ -362,7 +362,7 @@ impl Worker {
             errors: py.import("sys")?.getattr("stderr")?.unbind(),
             script_name,
             multiprocess,
-            listener: Arc::new(ListenerInfo::new(listener.local_addr()?, self.scheme())),
+            listener: Arc::new(ListenerInfo::new(listener.server_address(), self.scheme())),
             pool,
         });
         self.launch(listener, bridge, Arc::new(WsgiHandler { shared }), on_stopped)
