@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::server::{serve_connection, Handler, ServerContext};
 use crate::net::Listener;
+use crate::tls::TlsInfo;
 
 /// A client that has not finished its TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +37,7 @@ pub struct RuntimeConfig {
 /// What every accept loop of a worker shares.
 struct Shared<H> {
     handler: Arc<H>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Arc<str>)>,
     server: Arc<ServerContext>,
     shutdown: CancellationToken,
     permits: Arc<Semaphore>,
@@ -51,7 +52,7 @@ pub fn start<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     server: ServerContext,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Arc<str>)>,
     shutdown: CancellationToken,
     on_stopped: Box<dyn Fn() + Send + Sync>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -140,9 +141,12 @@ where
     let server = shared.server.clone();
     let shutdown = shared.shutdown.clone();
     match &shared.tls {
-        None => serve_connection(io, peer, handler, server, shutdown).await,
-        Some(acceptor) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-            Ok(Ok(stream)) => serve_connection(stream, peer, handler, server, shutdown).await,
+        None => serve_connection(io, peer, None, handler, server, shutdown).await,
+        Some((acceptor, server_cert)) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(stream)) => {
+                let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1, server_cert.clone()));
+                serve_connection(stream, peer, Some(info), handler, server, shutdown).await
+            }
             Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
             Err(_) => log::debug!("TLS handshake with {peer} timed out"),
         },

@@ -128,3 +128,54 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String
     config.alpn_protocols = settings.alpn.clone();
     Ok(Arc::new(config))
 }
+
+/// What one TLS connection negotiated, for the scopes that report it (ASGI `tls`).
+pub struct TlsInfo {
+    pub server_cert: Arc<str>,
+    pub version: u16,
+    pub cipher_suite: u16,
+    pub client_chain: Vec<CertificateDer<'static>>,
+}
+
+impl TlsInfo {
+    pub fn from_connection(conn: &rustls::ServerConnection, server_cert: Arc<str>) -> Self {
+        Self {
+            server_cert,
+            version: conn.protocol_version().map(u16::from).unwrap_or(0),
+            cipher_suite: conn
+                .negotiated_cipher_suite()
+                .map(|c| u16::from(c.suite()))
+                .unwrap_or(0),
+            client_chain: conn
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The client certificate's subject as an RFC 4514 string.
+    pub fn client_name(&self) -> Option<String> {
+        let first = self.client_chain.first()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
+        Some(cert.subject().to_string())
+    }
+}
+
+/// DER to PEM, as ASGI's `tls` extension wants certificates.
+pub fn pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or(""));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// The server's own (leaf) certificate in PEM.
+pub fn server_cert_pem(settings: &TlsSettings) -> Result<String, String> {
+    let certs = certificates("--ssl-certificate", &settings.cert)?;
+    Ok(certs.first().map(|c| pem(c.as_ref())).unwrap_or_default())
+}

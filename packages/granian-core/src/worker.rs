@@ -24,7 +24,7 @@ use crate::log::AccessFormat;
 use crate::net::{Listener, SocketHolder};
 use crate::rsgi::http::RsgiHandler;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
-use crate::tls::{server_config, TlsSettings};
+use crate::tls::{server_cert_pem, server_config, TlsSettings};
 use crate::wsgi::http::{WsgiHandler, WsgiShared};
 
 type Http1Tuple = (u64, bool, usize, bool);
@@ -99,7 +99,7 @@ pub struct Worker {
     http_mode: HttpMode,
     http1: Http1Settings,
     http2: Http2Settings,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, Arc<str>)>,
     websockets: bool,
     statics: Option<StaticFiles>,
     access_format: Option<AccessFormat>,
@@ -230,9 +230,12 @@ impl Worker {
             other => return Err(PyValueError::new_err(format!("unknown HTTP mode {other:?}"))),
         };
         let tls = match tls {
-            Some(tls) => Some(TlsAcceptor::from(
-                server_config(&tls_settings(tls, http_mode)).map_err(PyValueError::new_err)?,
-            )),
+            Some(tls) => {
+                let settings = tls_settings(tls, http_mode);
+                let acceptor = TlsAcceptor::from(server_config(&settings).map_err(PyValueError::new_err)?);
+                let cert: Arc<str> = server_cert_pem(&settings).map_err(PyValueError::new_err)?.into();
+                Some((acceptor, cert))
+            }
             None => None,
         };
         let statics = statics.map(static_files).transpose()?;

@@ -22,6 +22,7 @@ use crate::http::request::RequestBody;
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
 use crate::http::util::{decode_path, version_label};
+use crate::tls::{pem, TlsInfo};
 use crate::ws::{take_upgrade, WsUpgrade};
 
 /// Per-worker ASGI values, built once.
@@ -172,6 +173,9 @@ impl AsgiHandler {
         }
         let extensions = PyDict::new(py);
         extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+        if let Some(tls) = parts.extensions.get::<Arc<TlsInfo>>() {
+            extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+        }
         scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
         scope.set_item(intern!(py, "asgi"), asgi)?;
         scope.set_item(intern!(py, "http_version"), asgi_version_label(parts.version))?;
@@ -193,6 +197,22 @@ impl AsgiHandler {
         }
         Ok(scope)
     }
+}
+
+/// The ASGI `tls` extension for a connection.
+fn tls_extension<'py>(py: Python<'py>, tls: &TlsInfo) -> PyResult<Bound<'py, PyDict>> {
+    let ext = PyDict::new(py);
+    ext.set_item("server_cert", &*tls.server_cert)?;
+    let chain = PyList::empty(py);
+    for cert in &tls.client_chain {
+        chain.append(pem(cert.as_ref()))?;
+    }
+    ext.set_item("client_cert_chain", chain)?;
+    ext.set_item("client_cert_name", tls.client_name())?;
+    ext.set_item("client_cert_error", py.None())?;
+    ext.set_item("tls_version", tls.version)?;
+    ext.set_item("cipher_suite", tls.cipher_suite)?;
+    Ok(ext)
 }
 
 fn asgi_version_label(version: http::Version) -> &'static str {

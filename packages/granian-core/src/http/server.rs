@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::body::ResponseBody;
 use crate::files::StaticFiles;
 use crate::log::{AccessFormat, AccessRecord};
+use crate::tls::TlsInfo;
 
 /// What a protocol (RSGI, ASGI, WSGI) plugs into the HTTP server.
 pub trait Handler: Send + Sync + 'static {
@@ -149,9 +150,13 @@ pub struct ServerContext {
 async fn dispatch<H: Handler>(
     ctx: &ServerContext,
     handler: Arc<H>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
+    tls: Option<Arc<TlsInfo>>,
 ) -> Response<ResponseBody> {
+    if let Some(tls) = tls {
+        req.extensions_mut().insert(tls);
+    }
     let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
     let access = ctx.access.as_ref().map(|log| {
         (
@@ -205,6 +210,7 @@ fn protocol_label(version: Version) -> &'static str {
 pub async fn serve_connection<IO, H>(
     io: IO,
     peer: SocketAddr,
+    tls: Option<Arc<TlsInfo>>,
     handler: Arc<H>,
     ctx: Arc<ServerContext>,
     shutdown: CancellationToken,
@@ -216,7 +222,8 @@ pub async fn serve_connection<IO, H>(
     let service = service_fn(move |req| {
         let handler = handler.clone();
         let ctx = service_ctx.clone();
-        async move { Ok::<_, Infallible>(dispatch(&ctx, handler, req, peer).await) }
+        let tls = tls.clone();
+        async move { Ok::<_, Infallible>(dispatch(&ctx, handler, req, peer, tls).await) }
     });
     // Each builder yields its own connection type: drive them alike, graceful on shutdown.
     macro_rules! drive {
