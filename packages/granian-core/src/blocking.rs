@@ -10,6 +10,8 @@ pub type BlockingJob = Box<dyn FnOnce() + Send>;
 struct State {
     jobs: VecDeque<BlockingJob>,
     idle: usize,
+    /// Idle threads already woken for a queued job, not yet running: not available again.
+    notified: usize,
     total: usize,
     stopped: bool,
 }
@@ -30,6 +32,7 @@ impl BlockingPool {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 idle: 0,
+                notified: 0,
                 total: 0,
                 stopped: false,
             }),
@@ -42,7 +45,8 @@ impl BlockingPool {
     pub fn spawn(&self, job: BlockingJob) {
         let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
         state.jobs.push_back(job);
-        if state.idle > 0 {
+        if state.idle > state.notified {
+            state.notified += 1;
             drop(state);
             self.0.wake.notify_one();
             return;
@@ -98,6 +102,7 @@ fn run(inner: Arc<Inner>) {
             .unwrap_or_else(|e| e.into_inner());
         state = next;
         state.idle -= 1;
+        state.notified = state.notified.saturating_sub(1);
         if timeout.timed_out() && state.jobs.is_empty() && state.total > 1 {
             break;
         }

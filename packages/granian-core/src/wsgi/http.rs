@@ -172,6 +172,11 @@ fn run_request(
             Ok(None) => Ok(()),
             Err(err) => Err(err),
         };
+        if let (Ok(()), Err(err)) = (&served, &closed) {
+            // The body is complete: a failing close() is the app's problem, not the client's.
+            shared.log_exception(py, "Application callable raised an exception in close()", err);
+            return Ok(());
+        }
         served.and(closed)
     })();
     if let Err(err) = outcome {
@@ -201,23 +206,16 @@ fn serve_result(py: Python<'_>, exchange: &Exchange, result: &Bound<'_, PyAny>) 
             return exchange.send_full(ResponseBody::full(join_chunks(tuple.iter())?));
         }
     }
+    // An iterable that says it has one chunk gets a content-length; anything else streams
+    // as it is produced (PEP 3333: no block may be held back).
+    let single = !exchange.headers_sent() && result.len().is_ok_and(|n| n == 1);
     let mut chunks = result.try_iter()?;
-    // A single-chunk iterable still gets a content-length: look one chunk ahead.
-    let first = match chunks.next() {
-        Some(chunk) => Some(chunk_bytes(&chunk?)?),
-        None => None,
-    };
-    let second = match chunks.next() {
-        Some(chunk) => Some(chunk_bytes(&chunk?)?),
-        None => None,
-    };
-    if second.is_none() && !exchange.headers_sent() {
-        return exchange.send_full(ResponseBody::full(first.unwrap_or_default()));
-    }
-    for data in first.into_iter().chain(second) {
-        if !exchange.push(py, data)? {
-            return Ok(());
-        }
+    if single {
+        let body = match chunks.next() {
+            Some(chunk) => chunk_bytes(&chunk?)?,
+            None => Bytes::new(),
+        };
+        return exchange.send_full(ResponseBody::full(body));
     }
     for chunk in chunks {
         if !exchange.push(py, chunk_bytes(&chunk?)?)? {
@@ -264,9 +262,10 @@ fn environ<'py>(
     let raw_path: Vec<u8> = percent_encoding::percent_decode_str(parts.uri.path()).collect();
     let path = latin1(&raw_path);
     let prefix = shared.script_name.as_str();
+    // Outside the prefix the app is not mounted there: SCRIPT_NAME + PATH_INFO stays the path.
     let (script_name, path_info) = match path.strip_prefix(prefix) {
         Some(rest) if !prefix.is_empty() && (rest.is_empty() || rest.starts_with('/')) => (prefix, rest),
-        _ => (prefix, path.as_str()),
+        _ => ("", path.as_str()),
     };
     env.set_item(intern!(py, "REQUEST_METHOD"), parts.method.as_str())?;
     env.set_item(intern!(py, "SCRIPT_NAME"), script_name)?;
