@@ -24,6 +24,8 @@ use crate::http::body::ResponseBody;
 const INCOMING_QUEUE: usize = 64;
 /// Messages queued by the app before it has to wait for the socket.
 const OUTGOING_QUEUE: usize = 64;
+/// How long a close we sent waits for the client's answer before the connection is dropped.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A websocket upgrade request, before the app decided.
 pub struct WsUpgrade {
@@ -165,16 +167,7 @@ pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
     let (in_tx, in_rx) = mpsc::channel::<WsEvent>(INCOMING_QUEUE);
     let control = out_tx.clone();
-    tokio::spawn(async move {
-        while let Some(message) = out_rx.recv().await {
-            let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
-                break;
-            }
-        }
-        let _ = sink.close().await;
-    });
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let closed = loop {
             match stream.next().await {
                 Some(Ok(Message::Text(text))) => {
@@ -201,24 +194,50 @@ pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<
                 Some(Ok(_)) => {}
                 Some(Err(err)) => {
                     log::debug!("websocket read error: {err}");
+                    use tokio_tungstenite::tungstenite::error::ProtocolError;
                     let code = match err {
+                        // A dropped TCP connection is "abnormal closure", not a protocol error.
+                        tokio_tungstenite::tungstenite::Error::Protocol(
+                            ProtocolError::ResetWithoutClosingHandshake,
+                        ) => 1006,
                         tokio_tungstenite::tungstenite::Error::Capacity(_) => 1009,
                         tokio_tungstenite::tungstenite::Error::Utf8(_) => 1007,
                         tokio_tungstenite::tungstenite::Error::Protocol(_) => 1002,
                         _ => 1006,
                     };
-                    if code != 1006 {
-                        let _ = control.try_send(Message::Close(Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: "".into(),
-                        })));
-                    }
+                    // Also stops the writer when the connection is gone (1006): sends then fail.
+                    let _ = control.try_send(Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(if code == 1006 { 1000 } else { code }),
+                        reason: "".into(),
+                    })));
                     break (code, String::new());
                 }
-                None => break (1006, String::new()),
+                None => {
+                    let _ = control.try_send(Message::Close(None));
+                    break (1006, String::new());
+                }
             }
         };
         let _ = in_tx.send(WsEvent::Closed(closed.0, closed.1)).await;
+    });
+    let reader_abort = reader.abort_handle();
+    tokio::spawn(async move {
+        let mut closing = false;
+        while let Some(message) = out_rx.recv().await {
+            closing = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+        // Later sends fail at once (the app sees the socket closed) while we wait below.
+        drop(out_rx);
+        let _ = sink.close().await;
+        drop(sink);
+        if closing {
+            // A client that never answers our close must not hold the connection forever.
+            tokio::time::sleep(CLOSE_TIMEOUT).await;
+            reader_abort.abort();
+        }
     });
     Ok(Arc::new(WsChannel {
         outgoing: out_tx,
