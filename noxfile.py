@@ -34,6 +34,7 @@ def tests(session):
 
 @nox.session
 def bench(session):
+    """The benchmark suite (benchmarks/README.md); `-- --quick` for a smoke check, `-- --list` for the scenarios."""
     session.run('python', 'benchmarks/run.py', *session.posargs, external=True)
 
 

@@ -1,82 +1,620 @@
-"""Side-by-side benchmark: this server against the `granian` release from PyPI.
+"""Benchmark suite: this server against the `granian` release, uvicorn, hypercorn, gunicorn and a
+no-Python hyper ceiling, per interface (RSGI, ASGI, WSGI) and scenario.
 
-Each server runs in its own virtual env under benchmarks/.envs, pinned to CPU 0, with the
-load generator (wrk) pinned to CPU 1. Rounds are interleaved (A B A B ...) and the median
-of each server is quoted, with the ratio computed within each round.
+Every server runs from its own virtual env under benchmarks/.envs (ours as a release build of
+packages/*, the peers pinned from PyPI), 1 worker, pinned to one CPU with `taskset`; the load
+generator (wrk for HTTP/1.1, h2load for HTTP/2, ws_load.py for websockets) is pinned to another.
+Each run starts a fresh server, warms it up, measures, reads the peak RSS of the server's process
+tree and stops it. Rounds are interleaved (A B C A B C ...), the median of each server is quoted
+and ratios to the `granian` release are computed within each round.
 
-    python benchmarks/run.py [--rounds 3] [--duration 10] [--quick]
+    python benchmarks/run.py                  # everything, 3 rounds of 10 s (about 1.5 h)
+    python benchmarks/run.py --quick          # smoke check: a subset, 1 round of 2 s (< 5 min)
+    python benchmarks/run.py --list           # the scenarios and their servers
+    python benchmarks/run.py --only 'asgi-*' --servers ours granian --rounds 5
+    python benchmarks/run.py --from-json benchmarks/results/X.json   # README table and chart again
+
+Results: benchmarks/results/<date>.json and <date>.png; the table between the bench markers of
+benchmarks/README.md (a quick run never replaces the table of a full run).
 """
 
 import argparse
+import atexit
+import contextlib
+import fnmatch
+import hashlib
+import http.client
 import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ENVS = HERE / '.envs'
+LOGS = ENVS / 'logs'
+RESULTS = HERE / 'results'
+README = HERE / 'README.md'
+CEILING_BIN = ROOT / 'target' / 'release' / 'granian-bench-ceiling'
+MARK_START = '<!-- bench:start -->'
+MARK_END = '<!-- bench:end -->'
+
 PEER_VERSION = '2.8.7'
-
-SCENARIOS = {
-    'rsgi-hello': {'interface': 'rsgi', 'target': 'apps.rsgi_hello:app', 'connections': 64},
-    'rsgi-echo-1k': {'interface': 'rsgi', 'target': 'apps.rsgi_echo:app', 'connections': 64, 'script': 'post_1k.lua'},
-    'asgi-hello': {'interface': 'asgi', 'target': 'apps.asgi_hello:app', 'connections': 64},
-    'wsgi-hello': {'interface': 'wsgi', 'target': 'apps.wsgi_hello:app', 'connections': 64},
-    'asgi-echo-1k': {'interface': 'asgi', 'target': 'apps.asgi_echo:app', 'connections': 64, 'script': 'post_1k.lua'},
+# Pinned peers, each in its own env. The versions are recorded in the results (`uv pip freeze`).
+PEER_ENVS = {
+    'granian-pypi': [f'granian=={PEER_VERSION}'],
+    'uvicorn': ['uvicorn==0.54.0', 'uvloop==0.23.0', 'httptools==0.9.0', 'websockets==15.0.1'],
+    'hypercorn': ['hypercorn==0.18.0'],
+    'gunicorn': ['gunicorn==27.0.1'],
 }
+# The suite's own tools: the websocket load client, certificates, the chart.
+TOOLS_ENV = ['websockets==15.0.1', 'uvloop==0.23.0', 'trustme==1.2.1', 'matplotlib==3.11.2']
+OUR_PACKAGES = ['granian-core', 'granian-rsgi', 'granian-asgi', 'granian-wsgi', 'granian-cli']
+GUNICORN_THREADS = 8
+CARGO_NAMES = {'cargo', 'rustc', 'cargo-clippy', 'clippy-driver', 'rustdoc', 'maturin'}
+
+STATIC_FILE = '10k.bin'
+KIB = 1024
 
 
-def sh(*cmd, **kwargs):
-    return subprocess.run(cmd, check=True, **kwargs)
+# -- servers ----------------------------------------------------------------------------------------------------
 
 
-def ensure_tools():
-    missing = [tool for tool in ('wrk', 'taskset') if shutil.which(tool) is None]
+@dataclass
+class Ctx:
+    """What a server command needs besides the scenario: the port, the certificates, the static dir."""
+
+    port: int
+    cert: Path
+    key: Path
+    static_dir: Path
+
+
+@dataclass
+class Server:
+    name: str
+    env: str  # env dir under .envs ('' for the ceiling)
+    interfaces: frozenset
+    features: frozenset  # h2, ws, tls, static
+    command: Callable  # (Server, Scenario, Ctx) -> argv, without the taskset prefix
+    label: str = ''
+    ceiling: bool = False
+
+    def bin(self, name: str) -> str:
+        return str(ENVS / self.env / 'bin' / name)
+
+
+def _granian_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+    cmd = [
+        server.bin('granian'), '--interface', scenario.interface, '--host', '127.0.0.1', '--port', str(ctx.port),
+        '--loop', 'asyncio', '--workers', '1', '--log-level', 'warning', '--no-access-log',
+    ]  # fmt: skip
+    if scenario.tls:
+        cmd += ['--ssl-certificate', str(ctx.cert), '--ssl-keyfile', str(ctx.key)]
+    if scenario.static:
+        cmd += ['--static-path-mount', str(ctx.static_dir)]
+    return [*cmd, scenario.app]
+
+
+def _uvicorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+    cmd = [
+        server.bin('uvicorn'), '--host', '127.0.0.1', '--port', str(ctx.port), '--loop', 'uvloop',
+        '--http', 'httptools', '--log-level', 'warning', '--no-access-log', '--lifespan', 'off',
+    ]  # fmt: skip
+    if scenario.tls:
+        cmd += ['--ssl-certfile', str(ctx.cert), '--ssl-keyfile', str(ctx.key)]
+    return [*cmd, scenario.app]
+
+
+def _hypercorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+    cmd = [server.bin('hypercorn'), '--bind', f'127.0.0.1:{ctx.port}', '--workers', '1', '--worker-class', 'asyncio']
+    cmd += ['--log-level', 'WARNING']
+    if scenario.tls:
+        cmd += ['--certfile', str(ctx.cert), '--keyfile', str(ctx.key)]
+    return [*cmd, scenario.app]
+
+
+def _gunicorn_cmd(worker: str) -> Callable:
+    def command(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+        cmd = [
+            server.bin('gunicorn'), '--bind', f'127.0.0.1:{ctx.port}', '--workers', '1', '--worker-class', worker,
+            '--log-level', 'warning',
+        ]  # fmt: skip
+        if worker == 'gthread':
+            cmd += ['--threads', str(GUNICORN_THREADS)]
+        if scenario.tls:
+            cmd += ['--certfile', str(ctx.cert), '--keyfile', str(ctx.key)]
+        return [*cmd, scenario.app]
+
+    return command
+
+
+def _ceiling_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+    return [str(CEILING_BIN), str(ctx.port)]
+
+
+def pinned(package: str) -> str:
+    """The version a peer env pins `package` to."""
+    for requirements in PEER_ENVS.values():
+        for requirement in requirements:
+            name, _, version = requirement.partition('==')
+            if name == package:
+                return version
+    return '?'
+
+
+ALL_INTERFACES = frozenset({'rsgi', 'asgi', 'wsgi'})
+SERVERS = {
+    server.name: server
+    for server in [
+        Server('ours', 'ours', ALL_INTERFACES, frozenset({'h2', 'ws', 'tls', 'static'}), _granian_cmd),
+        Server(
+            'granian',
+            'granian-pypi',
+            ALL_INTERFACES,
+            frozenset({'h2', 'ws', 'tls', 'static'}),
+            _granian_cmd,
+            label=f'granian {PEER_VERSION}',
+        ),
+        Server(
+            'uvicorn',
+            'uvicorn',
+            frozenset({'asgi'}),
+            frozenset({'ws', 'tls'}),
+            _uvicorn_cmd,
+            label=f'uvicorn {pinned("uvicorn")}',
+        ),
+        Server(
+            'hypercorn',
+            'hypercorn',
+            frozenset({'asgi'}),
+            frozenset({'h2', 'ws', 'tls'}),
+            _hypercorn_cmd,
+            label=f'hypercorn {pinned("hypercorn")}',
+        ),
+        Server(
+            'gunicorn-sync',
+            'gunicorn',
+            frozenset({'wsgi'}),
+            frozenset({'tls'}),
+            _gunicorn_cmd('sync'),
+            label=f'gunicorn {pinned("gunicorn")} sync',
+        ),
+        Server(
+            'gunicorn-gthread',
+            'gunicorn',
+            frozenset({'wsgi'}),
+            frozenset({'tls'}),
+            _gunicorn_cmd('gthread'),
+            label=f'gunicorn {pinned("gunicorn")} gthread ({GUNICORN_THREADS} threads)',
+        ),
+        Server('ceiling', '', ALL_INTERFACES, frozenset({'h2'}), _ceiling_cmd, label='ceiling (hyper)', ceiling=True),
+    ]
+}
+BASELINE = 'granian'
+
+
+def label(name: str) -> str:
+    server = SERVERS.get(name)
+    return (server.label or server.name) if server else name
+
+
+# -- scenarios --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    interface: str
+    app: str
+    description: str
+    load: str = 'wrk'  # wrk | h2load | ws
+    path: str = '/'
+    connections: int = 64
+    script: str = ''  # a wrk Lua script beside this file
+    headers: tuple = ()
+    tls: bool = False
+    static: bool = False
+    ceiling: bool = False  # the hyper ceiling takes part (it only answers 'Hello, world!')
+    needs: frozenset = frozenset()
+    probe_body: Optional[bytes] = None  # POST this in the readiness probe
+    expect: object = b'Hello, world!'  # the probe's expected body, or its length
+    streams: int = 1  # h2load streams per connection
+    servers: List[str] = field(default_factory=list)
+
+
+def build_scenarios() -> Dict[str, Scenario]:
+    scenarios = []
+    apps = {
+        'hello': {i: f'apps.{i}_hello:app' for i in ('rsgi', 'asgi', 'wsgi')},
+        'echo': {'rsgi': 'apps.rsgi_echo:app', 'asgi': 'apps.asgi_echo:app', 'wsgi': 'apps.wsgi_suite:echo'},
+    }
+    echo_1k, upload_64k = b'x' * KIB, b'x' * 64 * KIB
+    for i in ('rsgi', 'asgi', 'wsgi'):
+        hello = apps['hello'][i]
+        suite = f'apps.{i}_suite'
+        scenarios += [
+            Scenario(f'{i}-hello', i, hello, 'GET, 13-byte text, 64 connections', ceiling=True),
+            Scenario(f'{i}-hello-c1', i, hello, 'concurrency sweep: 1 connection', connections=1, ceiling=True),
+            Scenario(f'{i}-hello-c512', i, hello, 'concurrency sweep: 512 connections', connections=512, ceiling=True),
+            Scenario(
+                f'{i}-conn-close',
+                i,
+                hello,
+                'keep-alive off: Connection: close, a new connection per request',
+                headers=('Connection: close',),
+                ceiling=True,
+            ),
+            Scenario(f'{i}-10k', i, f'{suite}:body_10k', 'GET, 10 KiB response', expect=10 * KIB),
+            Scenario(f'{i}-1m', i, f'{suite}:body_1m', 'GET, 1 MiB response', expect=1024 * KIB),
+            Scenario(
+                f'{i}-echo-1k',
+                i,
+                apps['echo'][i],
+                'POST 1 KiB, echoed back',
+                script='post_1k.lua',
+                probe_body=echo_1k,
+                expect=echo_1k,
+            ),
+            Scenario(
+                f'{i}-upload-64k',
+                i,
+                f'{suite}:upload',
+                'POST 64 KiB, the app reads it and answers its size',
+                script='post_64k.lua',
+                probe_body=upload_64k,
+                expect=str(len(upload_64k)).encode(),
+            ),
+            Scenario(f'{i}-stream', i, f'{suite}:stream', 'streamed response: 32 chunks of 1 KiB', expect=32 * KIB),
+            Scenario(
+                f'{i}-h2',
+                i,
+                hello,
+                'HTTP/2 cleartext (prior knowledge), h2load 16 connections x 16 streams',
+                load='h2load',
+                connections=16,
+                streams=16,
+                needs=frozenset({'h2'}),
+                ceiling=True,
+            ),
+            Scenario(f'{i}-https', i, hello, 'HTTPS (TLS 1.3, keep-alive), 64 connections', tls=True),
+        ]
+        if i != 'wsgi':
+            scenarios.append(
+                Scenario(
+                    f'{i}-ws',
+                    i,
+                    f'{suite}:ws_echo',
+                    'websocket echo: 16 clients, 64-byte text messages, messages/s',
+                    load='ws',
+                    connections=16,
+                    needs=frozenset({'ws'}),
+                )
+            )
+    scenarios.append(
+        Scenario(
+            'static-10k',
+            'rsgi',
+            apps['hello']['rsgi'],
+            'static file (10 KiB) served by the server itself (--static-path-mount)',
+            path=f'/static/{STATIC_FILE}',
+            static=True,
+            needs=frozenset({'static'}),
+            expect=10 * KIB,
+        )
+    )
+    for scenario in scenarios:
+        if scenario.tls:
+            scenario.needs = scenario.needs | {'tls'}
+        scenario.servers = [
+            name
+            for name, server in SERVERS.items()
+            if scenario.interface in server.interfaces
+            and scenario.needs <= server.features
+            and (scenario.ceiling or not server.ceiling)
+        ]
+    return {scenario.name: scenario for scenario in scenarios}
+
+
+SCENARIOS = build_scenarios()
+# `--quick`: every load generator, every server and each kind of option at least once.
+QUICK = [
+    'rsgi-hello',
+    'asgi-hello',
+    'wsgi-hello',
+    'rsgi-conn-close',
+    'rsgi-stream',
+    'wsgi-upload-64k',
+    'rsgi-h2',
+    'asgi-ws',
+    'asgi-https',
+    'static-10k',
+]
+
+
+# -- processes --------------------------------------------------------------------------------------------------
+
+LIVE: Dict[int, subprocess.Popen] = {}  # servers started and not yet stopped, by pid
+
+
+def sh(*cmd, timeout: float = 1800, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=True, timeout=timeout, **kwargs)
+
+
+def descendants(pid: int) -> List[int]:
+    """The pids of the processes below `pid` (children, grandchildren, ...)."""
+    children: Dict[int, List[int]] = {}
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / 'stat').read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(')', 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def peak_rss(pid: int) -> Dict[int, int]:
+    """VmHWM (KiB) of a process and of each of its descendants."""
+    peaks = {}
+    for each in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            match = re.search(r'^VmHWM:\s+(\d+) kB', Path(f'/proc/{each}/status').read_text(), re.MULTILINE)
+            if match:
+                peaks[each] = int(match.group(1))
+    return peaks
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's own process group (it was started in a new session), SIGKILL after 10 s;
+    then SIGKILL to any descendant that left the group and still runs."""
+    below = descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 5
+    for pid in below:
+        while Path(f'/proc/{pid}').exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # whatever is left in the group
+    LIVE.pop(proc.pid, None)
+
+
+def stop_all() -> None:
+    for proc in list(LIVE.values()):
+        with contextlib.suppress(Exception):
+            stop(proc)
+
+
+def _on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the `finally` blocks that stop the servers
+
+
+def cargo_running() -> List[str]:
+    running = []
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / 'comm').read_text().strip() in CARGO_NAMES:
+                    running.append(entry.name)
+    return running
+
+
+def wait_for_cargo_idle(limit: float = 3600) -> None:
+    """One cargo build at a time on this machine: wait until no cargo/rustc runs."""
+    deadline = time.monotonic() + limit
+    said = 0.0
+    while running := cargo_running():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'cargo still running after {limit:.0f} s (pids {running})')
+        if time.monotonic() - said > 60:
+            print(f'  waiting for other cargo builds to finish (pids {" ".join(running)}) ...', flush=True)
+            said = time.monotonic()
+        time.sleep(5)
+
+
+# -- environments -----------------------------------------------------------------------------------------------
+
+
+def ensure_tools() -> None:
+    wanted = {'wrk': 'wrk', 'h2load': 'nghttp2-client', 'taskset': 'util-linux'}
+    missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if missing:
-        sh('apt-get', 'update', '-qq')
-        sh('apt-get', 'install', '-y', '-qq', 'wrk', 'util-linux')
+        print(f'installing {" ".join(missing)} with apt-get', flush=True)
+        sh('apt-get', 'update', '-qq', timeout=600)
+        sh(
+            'apt-get',
+            'install',
+            '-y',
+            '-qq',
+            *missing,
+            timeout=900,
+            env={**os.environ, 'DEBIAN_FRONTEND': 'noninteractive'},
+        )
 
 
 def venv(name: str) -> Path:
     path = ENVS / name
     if not (path / 'bin' / 'python').exists():
-        sh('uv', 'venv', '-q', '-p', sys.executable, str(path))
+        sh('uv', 'venv', '-q', '-p', sys.executable, str(path), timeout=300)
     return path
 
 
-def install_envs(rebuild: bool) -> dict:
-    peer = venv('granian-pypi')
-    sh('uv', 'pip', 'install', '-q', '-p', str(peer / 'bin' / 'python'), f'granian=={PEER_VERSION}')
-    ours = venv('ours')
-    if rebuild or not (ours / 'bin' / 'granian').exists():
-        # A release wheel (LTO), as users get it: not the editable dev build.
-        sh(
-            'uv',
-            'pip',
-            'install',
-            '-q',
-            '--reinstall',
-            '--no-sources',
-            '-p',
-            str(ours / 'bin' / 'python'),
-            str(ROOT / 'packages' / 'granian-core'),
-            str(ROOT / 'packages' / 'granian-rsgi'),
-            str(ROOT / 'packages' / 'granian-asgi'),
-            str(ROOT / 'packages' / 'granian-wsgi'),
-            str(ROOT / 'packages' / 'granian-cli'),
-            env={**os.environ, 'MATURIN_PEP517_ARGS': '--profile release'},
+def pip_install(target: Path, *requirements: str, **kwargs) -> None:
+    sh('uv', 'pip', 'install', '-q', '-p', str(target / 'bin' / 'python'), *requirements, **kwargs)
+
+
+def source_fingerprint(root: Path) -> str:
+    """A hash of the sources our build is made of, to tell a stale build."""
+    digest = hashlib.sha256()
+    for package in OUR_PACKAGES:
+        for path in sorted((root / 'packages' / package).rglob('*')):
+            if path.suffix in {'.rs', '.py', '.pyi', '.toml'} and path.is_file() and '__pycache__' not in path.parts:
+                digest.update(str(path.relative_to(root)).encode())
+                digest.update(path.read_bytes())
+    for name in ('Cargo.lock',):
+        if (root / name).exists():
+            digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def git_describe() -> str:
+    try:
+        rev = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ['git', 'status', '--porcelain', '--', 'packages'],
+            cwd=ROOT,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    return f'{rev}{"+dirty" if dirty else ""}'
+
+
+def install_ours(rebuild: bool, ref: str) -> dict:
+    """Our release build (LTO, as users get it; not the editable dev build) into .envs/ours."""
+    env = venv('ours')
+    stamp = env / '.source'
+    if ref:
+        revision = subprocess.run(
+            ['git', 'rev-parse', '--short', ref], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+        source = ENVS / f'src-{revision}'
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        archive = subprocess.run(['git', 'archive', ref], cwd=ROOT, capture_output=True, check=True, timeout=120)
+        subprocess.run(['tar', '-x', '-C', str(source)], input=archive.stdout, check=True, timeout=120)
+        rebuild = True
+    else:
+        source, revision = ROOT, git_describe()
+    try:
+        fingerprint = source_fingerprint(source)
+        if rebuild or not (env / 'bin' / 'granian').exists():
+            build_ours(env, source, revision, fingerprint)
+    finally:
+        if ref:
+            shutil.rmtree(source, ignore_errors=True)
+    built = json.loads(stamp.read_text()) if stamp.exists() else {'revision': 'unknown', 'fingerprint': ''}
+    built['stale'] = not ref and built.get('fingerprint') != fingerprint
+    if built['stale']:
+        print(
+            f'WARNING: our build ({built["revision"]}) differs from the sources in the working tree: --rebuild builds them',
+            flush=True,
         )
-    return {'ours': ours, f'granian {PEER_VERSION}': peer}
+    return built
+
+
+def build_ours(env: Path, source: Path, revision: str, fingerprint: str) -> None:
+    print(f'building ours ({revision}) in release mode into {env} ...', flush=True)
+    wait_for_cargo_idle()
+    started = time.monotonic()
+    build_env = {**os.environ, 'MATURIN_PEP517_ARGS': '--profile release', 'CARGO_TARGET_DIR': str(ROOT / 'target')}
+    pip_install(
+        env,
+        '--reinstall',
+        '--no-sources',
+        *(str(source / 'packages' / package) for package in OUR_PACKAGES),
+        env=build_env,
+        timeout=3600,
+    )
+    (env / '.source').write_text(json.dumps({'revision': revision, 'fingerprint': fingerprint}))
+    print(f'  built in {time.monotonic() - started:.0f} s', flush=True)
+
+
+def ensure_ceiling() -> None:
+    """The no-Python ceiling, built when missing or older than its sources."""
+    sources = [*(HERE / 'ceiling').rglob('*.rs'), HERE / 'ceiling' / 'Cargo.toml']
+    if CEILING_BIN.exists() and CEILING_BIN.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return
+    print('building the ceiling: cargo build --release -p granian-bench-ceiling ...', flush=True)
+    wait_for_cargo_idle()
+    sh('cargo', 'build', '--release', '--quiet', '-p', 'granian-bench-ceiling', cwd=ROOT, timeout=3600)
+
+
+def install_envs(servers: set, args) -> dict:
+    """Creates and fills the envs the chosen servers need; returns what was installed."""
+    installed = {}
+    for name in sorted({SERVERS[s].env for s in servers if SERVERS[s].env and SERVERS[s].env != 'ours'}):
+        env = venv(name)
+        pip_install(env, *PEER_ENVS[name], timeout=900)
+        installed[name] = freeze(env)
+    if 'ours' in servers:
+        installed['ours'] = install_ours(args.rebuild, args.ref)
+    if 'ceiling' in servers:
+        ensure_ceiling()
+    tools = venv('tools')
+    pip_install(tools, *TOOLS_ENV, timeout=900)
+    return installed
+
+
+def freeze(env: Path) -> List[str]:
+    out = subprocess.run(
+        ['uv', 'pip', 'freeze', '-p', str(env / 'bin' / 'python')],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return out.stdout.split()
+
+
+def ensure_fixtures() -> Ctx:
+    """Certificates from trustme (a local CA, a leaf for 127.0.0.1) and the static file."""
+    certs = ENVS / 'certs'
+    cert, key, ca = certs / 'cert.pem', certs / 'key.pem', certs / 'ca.pem'
+    if not (cert.exists() and key.exists() and ca.exists()):
+        certs.mkdir(parents=True, exist_ok=True)
+        code = (
+            'import sys, trustme\n'
+            'ca = trustme.CA()\n'
+            "leaf = ca.issue_cert('127.0.0.1', 'localhost')\n"
+            "open(sys.argv[1], 'wb').write(b''.join(pem.bytes() for pem in leaf.cert_chain_pems))\n"
+            "open(sys.argv[2], 'wb').write(leaf.private_key_pem.bytes())\n"
+            "open(sys.argv[3], 'wb').write(ca.cert_pem.bytes())\n"
+        )
+        sh(str(ENVS / 'tools' / 'bin' / 'python'), '-c', code, str(cert), str(key), str(ca), timeout=120)
+    static_dir = ENVS / 'static'
+    static_dir.mkdir(parents=True, exist_ok=True)
+    if not (static_dir / STATIC_FILE).exists():
+        (static_dir / STATIC_FILE).write_bytes(b'x' * 10 * KIB)
+    return Ctx(port=0, cert=cert, key=key, static_dir=static_dir)
+
+
+# -- one run ----------------------------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -85,103 +623,522 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(env: Path, scenario: dict, port: int) -> subprocess.Popen:
-    cmd = [
-        'taskset', '-c', '0', str(env / 'bin' / 'granian'),
-        '--interface', scenario['interface'], '--port', str(port), '--loop', 'asyncio',
-        '--workers', '1', '--log-level', 'warning', scenario['target'],
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(('127.0.0.1', port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f'{cmd} did not start')
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
+def probe(scenario: Scenario, port: int, ca: Path) -> Optional[str]:
+    """One request as the load will make it; None when the answer is right, else what is wrong."""
+    if scenario.tls:
+        context = ssl.create_default_context(cafile=str(ca))
+        conn = http.client.HTTPSConnection('127.0.0.1', port, timeout=5, context=context)
+    else:
+        conn = http.client.HTTPConnection('127.0.0.1', port, timeout=5)
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        method = 'GET' if scenario.probe_body is None else 'POST'
+        conn.request(method, scenario.path, body=scenario.probe_body)
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    expected_len = scenario.expect if isinstance(scenario.expect, int) else len(scenario.expect)
+    if response.status != 200:
+        return f'status {response.status}'
+    if len(body) != expected_len or (isinstance(scenario.expect, bytes) and body != scenario.expect):
+        return f'unexpected body ({len(body)} bytes: {body[:40]!r})'
+    return None
 
 
-def wrk(port: int, connections: int, duration: int, script: str = '') -> dict:
-    extra = ['-s', str(HERE / script)] if script else []
-    cmd = ['taskset', '-c', '1', 'wrk', '-t1', f'-c{connections}', f'-d{duration}s', '--latency', *extra]
-    out = subprocess.run([*cmd, f'http://127.0.0.1:{port}/'], check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
-    errors = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
-    socket_errors = re.search(r'Socket errors: (.*)', out)
-    return {
-        'rps': rps,
-        'p50': re.search(r'50%\s+(\S+)', out).group(1),
-        'p99': re.search(r'99%\s+(\S+)', out).group(1),
-        'errors': int(errors.group(1)) if errors else 0,
-        'socket_errors': socket_errors.group(1) if socket_errors else '',
+def start(server: Server, scenario: Scenario, ctx: Ctx, cpus: str, log: Path) -> subprocess.Popen:
+    cmd = ['taskset', '-c', cpus, *server.command(server, scenario, ctx)]
+    env = {**os.environ, 'PYTHONPATH': str(HERE), 'PYTHONDONTWRITEBYTECODE': '1'}
+    env.pop('VIRTUAL_ENV', None)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open('w') as out:
+        out.write(f'$ {shlex.join(cmd)}\n')
+        out.flush()
+        proc = subprocess.Popen(
+            cmd,
+            cwd=HERE,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    LIVE[proc.pid] = proc
+    deadline = time.monotonic() + 30
+    problem = 'no answer'
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stop(proc)
+            raise RuntimeError(f'exited with {proc.returncode} at start: {tail(log)}')
+        try:
+            problem = probe(scenario, ctx.port, ctx.cert.parent / 'ca.pem')
+        except (OSError, http.client.HTTPException) as exc:
+            problem = f'{type(exc).__name__}: {exc}'
+            time.sleep(0.2)
+            continue
+        if problem is None:
+            return proc
+        break
+    stop(proc)
+    raise RuntimeError(f'not ready in 30 s or wrong answer ({problem}): {tail(log)}')
+
+
+def tail(log: Path, lines: int = 6) -> str:
+    with contextlib.suppress(OSError):
+        return ' | '.join(log.read_text(errors='replace').strip().splitlines()[-lines:])
+    return ''
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r'([\d.]+)(us|ms|s|m|h)', value).groups()
+    return float(number) * {'us': 0.001, 'ms': 1.0, 's': 1000.0, 'm': 60000.0, 'h': 3600000.0}[unit]
+
+
+def load_wrk(scenario: Scenario, port: int, duration: int, cpus: str) -> dict:
+    scheme = 'https' if scenario.tls else 'http'
+    cmd = ['taskset', '-c', cpus, 'wrk', '-t1', f'-c{scenario.connections}', f'-d{duration}s', '--latency']
+    cmd += ['--timeout', '5s']
+    if scenario.script:
+        cmd += ['-s', str(HERE / scenario.script)]
+    for header in scenario.headers:
+        cmd += ['-H', header]
+    cmd.append(f'{scheme}://127.0.0.1:{port}{scenario.path}')
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+    non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    socket_errors = {}
+    if match := re.search(r'Socket errors: (.*)', out):
+        socket_errors = {k: int(v) for k, v in re.findall(r'(\w+) (\d+)', match.group(1))}
+    requests = re.search(r'(\d+) requests in', out)
+    result = {
+        'rps': float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1)),
+        'requests': int(requests.group(1)) if requests else 0,
+        'p50_ms': to_ms(re.search(r'^\s+50%\s+(\S+)', out, re.MULTILINE).group(1)),
+        'p99_ms': to_ms(re.search(r'^\s+99%\s+(\S+)', out, re.MULTILINE).group(1)),
+        'non2xx': int(non2xx.group(1)) if non2xx else 0,
+        'socket_errors': socket_errors,
     }
+    result['errors'] = result['non2xx'] + sum(socket_errors.values())
+    return result
+
+
+def load_h2load(scenario: Scenario, port: int, duration: int, cpus: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix='bench-h2load-') as tmp:
+        log = Path(tmp) / 'requests.tsv'
+        cmd = [
+            'taskset', '-c', cpus, 'h2load', '-t1', f'-c{scenario.connections}', f'-m{scenario.streams}',
+            f'-D{max(1, duration)}', f'--log-file={log}', f'http://127.0.0.1:{port}{scenario.path}',
+        ]  # fmt: skip
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+        latencies = []
+        with log.open() as rows:
+            for row in rows:
+                parts = row.split('\t')
+                if len(parts) >= 3:
+                    latencies.append(int(parts[2]) / 1000)
+    latencies.sort()
+    counts = re.search(r'requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed', out)
+    if not counts:
+        raise RuntimeError(f'h2load: no result in {out[-300:]!r}')
+    codes = re.search(r'status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx', out)
+    return {
+        'rps': float(re.search(r'finished in [\d.]+\w+, ([\d.]+) req/s', out).group(1)),
+        'requests': int(counts.group(3)),
+        'p50_ms': percentile(latencies, 0.50),
+        'p99_ms': percentile(latencies, 0.99),
+        'non2xx': int(codes.group(3)) + int(codes.group(4)) if codes else 0,
+        'errors': int(counts.group(5)),
+    }
+
+
+def load_ws(scenario: Scenario, port: int, duration: int, cpus: str, messages: int) -> dict:
+    timeout = max(30.0, duration * 10)
+    cmd = [
+        'taskset', '-c', cpus, str(ENVS / 'tools' / 'bin' / 'python'), str(HERE / 'ws_load.py'),
+        '--url', f'ws://127.0.0.1:{port}{scenario.path}', '--clients', str(scenario.connections),
+        '--messages', str(messages), '--timeout', str(timeout),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout + 30).stdout
+    result = json.loads(out)
+    return {
+        'rps': result['rate'],
+        'requests': result['echoed'],
+        'p50_ms': result['p50_ms'],
+        'p99_ms': result['p99_ms'],
+        'errors': result['errors'] + result['slow_closes'],
+        'slow_closes': result['slow_closes'],
+        'close_max_ms': result['close_max_ms'],
+        'failures': result['failures'],
+        'seconds': result['seconds'],
+    }
+
+
+def percentile(values: list, fraction: float) -> float:
+    if not values:
+        return float('nan')
+    return values[min(len(values) - 1, max(0, round(fraction * (len(values) - 1))))]
+
+
+def measure(server: Server, scenario: Scenario, ctx: Ctx, args, round_no: int) -> dict:
+    ctx.port = free_port()
+    log = LOGS / f'{scenario.name}--{server.name}--r{round_no}.log'
+    proc = start(server, scenario, ctx, args.server_cpus, log)
+    try:
+        if scenario.load == 'wrk':
+            if args.warmup > 0:
+                load_wrk(scenario, ctx.port, args.warmup, args.load_cpus)
+            run = load_wrk(scenario, ctx.port, args.duration, args.load_cpus)
+        elif scenario.load == 'h2load':
+            if args.warmup > 0:
+                load_h2load(scenario, ctx.port, args.warmup, args.load_cpus)
+            run = load_h2load(scenario, ctx.port, args.duration, args.load_cpus)
+        else:
+            if args.warmup > 0:
+                load_ws(scenario, ctx.port, args.warmup, args.load_cpus, max(20, args.ws_messages // 10))
+            run = load_ws(scenario, ctx.port, args.duration, args.load_cpus, args.ws_messages)
+        peaks = peak_rss(proc.pid)
+        if proc.poll() is not None:
+            raise RuntimeError(f'server exited with {proc.returncode} during the run: {tail(log)}')
+    finally:
+        stop(proc)
+    run['rss_kib'] = sum(peaks.values())
+    run['rss_processes_kib'] = sorted(peaks.values(), reverse=True)
+    return run
+
+
+# -- the suite --------------------------------------------------------------------------------------------------
+
+
+def summarize(scenario: Scenario, runs: Dict[str, List[dict]]) -> dict:
+    ok = {name: [r for r in rs if 'rps' in r] for name, rs in runs.items()}
+    summary = {
+        'description': scenario.description,
+        'interface': scenario.interface,
+        'load': scenario.load,
+        'connections': scenario.connections,
+        'unit': 'messages/s' if scenario.load == 'ws' else 'requests/s',
+        'servers': list(runs),
+        'runs': runs,
+        'median_rps': {n: statistics.median(r['rps'] for r in rs) for n, rs in ok.items() if rs},
+        'median_p50_ms': {n: statistics.median(r['p50_ms'] for r in rs) for n, rs in ok.items() if rs},
+        'median_p99_ms': {n: statistics.median(r['p99_ms'] for r in rs) for n, rs in ok.items() if rs},
+        'errors': {n: sum(r['errors'] for r in rs) for n, rs in ok.items() if rs},
+        'peak_rss_kib': {n: max(r['rss_kib'] for r in rs) for n, rs in ok.items() if rs},
+        'failed_runs': {n: sum(1 for r in rs if 'rps' not in r) for n, rs in runs.items()},
+        'ratios': {},
+        'median_ratio': {},
+    }
+    # Ratios to the granian release, within each round.
+    base = runs.get(BASELINE, [])
+    for name, rs in runs.items():
+        if name == BASELINE:
+            continue
+        ratios = [
+            r['rps'] / b['rps']
+            for r, b in zip(rs, base, strict=False)
+            if 'rps' in r and 'rps' in b and b['rps'] > 0 and r['round'] == b['round']
+        ]
+        summary['ratios'][name] = [round(x, 4) for x in ratios]
+        if ratios:
+            summary['median_ratio'][name] = statistics.median(ratios)
+    return summary
+
+
+def run_suite(scenarios: List[Scenario], servers_filter: Optional[set], args, ctx: Ctx) -> Dict[str, dict]:
+    results = {}
+    total = sum(len(selected_servers(s, servers_filter)) for s in scenarios) * args.rounds
+    done, began = 0, time.monotonic()
+    for scenario in scenarios:
+        names = selected_servers(scenario, servers_filter)
+        runs: Dict[str, List[dict]] = {name: [] for name in names}
+        for round_no in range(1, args.rounds + 1):
+            for name in names:  # interleaved: A B C, A B C, ...
+                try:
+                    run = measure(SERVERS[name], scenario, ctx, args, round_no)
+                except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the suite goes on
+                    detail = ''
+                    if isinstance(exc, subprocess.CalledProcessError):
+                        detail = ' '.join(f'{exc.stdout or ""} {exc.stderr or ""}'.split())[-300:]
+                    run = {'error': f'{type(exc).__name__}: {exc} {detail}'.strip()[:800]}
+                    print(f'  ! {scenario.name} / {name} round {round_no}: {run["error"]}', flush=True)
+                run['round'] = round_no
+                runs[name].append(run)
+                done += 1
+            if args.rounds > 1:
+                print(f'  {scenario.name} round {round_no}: {round_line(runs, round_no)}', flush=True)
+        results[scenario.name] = summarize(scenario, runs)
+        elapsed = time.monotonic() - began
+        print(f'{scenario.name}: {scenario_line(results[scenario.name])}  [{done}/{total} runs, {elapsed:.0f} s]')
+        sys.stdout.flush()
+    return results
+
+
+def selected_servers(scenario: Scenario, servers_filter: Optional[set]) -> List[str]:
+    return [s for s in scenario.servers if not servers_filter or s in servers_filter]
+
+
+def round_line(runs: Dict[str, List[dict]], round_no: int) -> str:
+    parts = []
+    for name, rs in runs.items():
+        r = rs[round_no - 1]
+        parts.append(f'{name} {r["rps"]:.0f}' if 'rps' in r else f'{name} failed')
+    return ', '.join(parts)
+
+
+def scenario_line(summary: dict) -> str:
+    parts = []
+    for name in summary['servers']:
+        if name not in summary['median_rps']:
+            parts.append(f'{name} FAILED')
+            continue
+        text = f'{name} {summary["median_rps"][name]:.0f}'
+        text += f' (p99 {summary["median_p99_ms"][name]:.2f} ms, {summary["peak_rss_kib"][name] / 1024:.0f} MiB'
+        if summary['errors'][name]:
+            text += f', {summary["errors"][name]} errors'
+        parts.append(text + ')')
+    ratio = summary['median_ratio'].get('ours')
+    unit = 'msg/s' if summary['unit'] == 'messages/s' else 'req/s'
+    return f'[{unit}] ' + ', '.join(parts) + (f'; ours/granian {ratio:.3f}' if ratio else '')
+
+
+# -- report -----------------------------------------------------------------------------------------------------
+
+
+def fmt_int(value: float) -> str:
+    return f'{value:,.0f}'.replace(',', ' ')
+
+
+QUICK_NOTE = (
+    '**Quick smoke run**: 1 short round on a shared machine; it shows that every scenario runs, '
+    'its numbers are not to be quoted.'
+)
+LEGEND = (
+    'Medians over the rounds. Throughput in requests/s (websockets: messages/s); `ours/granian` is the '
+    'median of the per-round ratios; † marks runs with errors (see the JSON), — a server that does not '
+    'support the scenario, ✗ a failed run.'
+)
+
+
+def render_markdown(data: dict, chart: Optional[str]) -> str:
+    meta, results = data['meta'], data['results']
+    order = [s for s in SERVERS if any(s in r['servers'] for r in results.values())]
+    lines = [MARK_START, f'<!-- bench:kind={"quick" if meta["quick"] else "full"} -->', '']
+    title = 'Suite results'
+    if meta['quick']:
+        title += ' — quick smoke run, not a measurement'
+    lines += [f'## {title} ({meta["date"]})', '']
+    setup = (
+        f'Command: `{meta["command"]}`. {meta["rounds"]} round(s) of {meta["duration_s"]} s after a '
+        f'{meta["warmup_s"]} s warm-up; server on CPU {meta["server_cpus"]}, load on CPU {meta["load_cpus"]}. '
+        f'Machine: {meta["machine"]}, CPython {meta["python"]}. Ours: {meta["ours_build"]}. '
+        f'Load average at the start: {meta["loadavg_start"]}.'
+    )
+    lines += [setup, '']
+    if meta['quick']:
+        lines += [QUICK_NOTE, '']
+    if chart:
+        lines += [f'![requests/s per scenario and server]({chart})', '']
+    lines += [LEGEND, '']
+    groups = {}
+    for name, r in results.items():
+        groups.setdefault('static' if name.startswith('static') else r['interface'], []).append(name)
+    for group, names in groups.items():
+        present = [s for s in order if any(s in results[n]['servers'] for n in names)]
+        lines += [f'### {group.upper() if group != "static" else "Static files"}', '']
+        lines.append('| scenario | ' + ' | '.join(label(s) for s in present) + ' | ours/granian |')
+        lines.append('| --- |' + ' ---: |' * (len(present) + 1))
+        for n in names:
+            r = results[n]
+            cells = []
+            for s in present:
+                if s not in r['servers']:
+                    cells.append('—')
+                elif s not in r['median_rps']:
+                    cells.append('✗')
+                else:
+                    cell = fmt_int(r['median_rps'][s]) + (' †' if r['errors'].get(s) else '')
+                    cells.append(f'**{cell}**' if s == 'ours' else cell)
+            ratio = r['median_ratio'].get('ours')
+            lines.append(f'| {n} | ' + ' | '.join(cells) + f' | {f"{ratio:.2f}" if ratio else "—"} |')
+        lines += ['', 'p50 / p99 latency (ms) and peak RSS (MiB, the server process and its children):', '']
+        lines.append('| scenario | ' + ' | '.join(label(s) for s in present) + ' |')
+        lines.append('| --- |' + ' ---: |' * len(present))
+        for n in names:
+            r = results[n]
+            cells = []
+            for s in present:
+                if s not in r['median_rps']:
+                    cells.append('—' if s not in r['servers'] else '✗')
+                    continue
+                p50, p99, rss = r['median_p50_ms'][s], r['median_p99_ms'][s], r['peak_rss_kib'][s] / 1024
+                cells.append(f'{p50:.2f} / {p99:.2f} · {rss:.0f}')
+            lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
+        lines.append('')
+    errors = [
+        f'{n} / {s}: {r["errors"][s]}' for n, r in results.items() for s in r['errors'] if r['errors'][s]
+    ]  # fmt: skip
+    if errors:
+        lines += [
+            'Errors (wrk: non-2xx and socket errors; h2load: failed requests; ws: failed echoes and close '
+            'handshakes over 1 s): ' + '; '.join(errors),
+            '',
+        ]
+    lines.append(MARK_END)
+    return '\n'.join(lines)
+
+
+def update_readme(block: str, quick: bool, policy: str) -> bool:
+    text = README.read_text() if README.exists() else '# Benchmarks\n'
+    current = ''
+    if MARK_START in text and MARK_END in text:
+        current = text[text.index(MARK_START) : text.index(MARK_END) + len(MARK_END)]
+    if policy == 'never' or (policy == 'auto' and quick and 'bench:kind=full' in current):
+        return False
+    if current:
+        text = text.replace(current, block)
+    else:
+        text = text.rstrip('\n') + '\n\n' + block + '\n'
+    README.write_text(text)
+    return True
+
+
+def make_chart(json_path: Path, png_path: Path) -> bool:
+    python = ENVS / 'tools' / 'bin' / 'python'
+    if not python.exists():
+        print('no tools env: no chart (run the suite once)', flush=True)
+        return False
+    try:
+        sh(str(python), str(HERE / 'chart.py'), str(json_path), str(png_path), timeout=300)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f'chart failed: {exc}', flush=True)
+        return False
+    return True
+
+
+def report(json_path: Path, policy: str) -> None:
+    data = json.loads(json_path.read_text())
+    png = json_path.with_suffix('.png')
+    chart = f'results/{png.name}' if make_chart(json_path, png) else None
+    block = render_markdown(data, chart)
+    if update_readme(block, data['meta']['quick'], policy):
+        print(f'README table updated ({README.relative_to(ROOT)})')
+    elif policy == 'auto':
+        print('README left as it is: a quick run does not replace the table of a full run (--readme always does)')
+    if chart:
+        print(f'chart written to {png.relative_to(ROOT)}')
+
+
+# -- main -------------------------------------------------------------------------------------------------------
+
+
+def tool_version(cmd: list) -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
+        return (out.stdout + out.stderr).strip().splitlines()[0]
+    return ''
+
+
+def select(args) -> List[Scenario]:
+    if args.only:
+        names = [n for n in SCENARIOS if any(fnmatch.fnmatch(n, pattern) for pattern in args.only)]
+        unknown = [p for p in args.only if not any(fnmatch.fnmatch(n, p) for n in SCENARIOS)]
+        if unknown:
+            sys.exit(f'no scenario matches {unknown}; see --list')
+    elif args.quick:
+        names = QUICK
+    else:
+        names = list(SCENARIOS)
+    if args.interfaces:
+        names = [n for n in names if SCENARIOS[n].interface in args.interfaces]
+    return [SCENARIOS[n] for n in names]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description='The benchmark suite (see benchmarks/README.md).')
     parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--duration', type=int, default=10)
-    parser.add_argument('--quick', action='store_true', help='1 round of 3 s: a smoke check')
-    parser.add_argument('--rebuild', action='store_true', help='reinstall our release build')
-    parser.add_argument('--only', nargs='*', help='scenario names to run (default: all)')
+    parser.add_argument('--duration', type=int, default=10, help='seconds per measured run')
+    parser.add_argument('--warmup', type=int, default=2, help='seconds of warm-up load before each run')
+    parser.add_argument('--ws-messages', type=int, default=5000, help='messages per websocket client')
+    parser.add_argument('--quick', action='store_true', help='smoke check: a subset, 1 round of 2 s, 1 s warm-up')
+    parser.add_argument('--only', nargs='+', metavar='PATTERN', help='scenario names or globs (see --list)')
+    parser.add_argument('--interfaces', nargs='+', choices=sorted(ALL_INTERFACES))
+    parser.add_argument('--servers', nargs='+', choices=list(SERVERS), help='only these servers')
+    parser.add_argument('--rebuild', action='store_true', help='rebuild and reinstall our release build')
+    parser.add_argument('--ref', default='', help='build ours from this git revision (git archive) instead')
+    parser.add_argument('--server-cpus', default='0', help='taskset CPU list of the servers')
+    parser.add_argument('--load-cpus', default='1', help='taskset CPU list of the load generators')
+    parser.add_argument('--readme', choices=['auto', 'always', 'never'], default='auto')
+    parser.add_argument('--list', action='store_true', help='list the scenarios and their servers')
+    parser.add_argument('--from-json', type=Path, help='only redo the README table and the chart of a results file')
     args = parser.parse_args()
+    if args.duration < 1 or args.rounds < 1:
+        parser.error('--duration and --rounds must be at least 1')
     if args.quick:
-        args.rounds, args.duration = 1, 3
+        args.rounds, args.duration, args.warmup, args.ws_messages = 1, 2, 1, 300
 
+    if args.list:
+        for scenario in SCENARIOS.values():
+            mark = '*' if scenario.name in QUICK else ' '
+            print(f'{mark} {scenario.name:18} {", ".join(scenario.servers):58} {scenario.description}')
+        print('(* in --quick)')
+        return
+    if args.from_json:
+        report(args.from_json.resolve(), args.readme)
+        return
+
+    scenarios = select(args)
+    servers_filter = set(args.servers) if args.servers else None
+    needed = {s for scenario in scenarios for s in selected_servers(scenario, servers_filter)}
+    if not needed:
+        sys.exit('nothing to run')
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(stop_all)
+    began = time.monotonic()
     ensure_tools()
-    envs = install_envs(args.rebuild)
-    results = {}
-    for name, scenario in SCENARIOS.items():
-        if args.only and name not in args.only:
-            continue
-        runs = {server: [] for server in envs}
-        ratios = []
-        for _ in range(args.rounds):
-            round_rps = {}
-            for server, env in envs.items():
-                port = free_port()
-                proc = start(env, scenario, port)
-                try:
-                    wrk(port, scenario['connections'], 2, scenario.get('script', ''))  # warm-up
-                    run = wrk(port, scenario['connections'], args.duration, scenario.get('script', ''))
-                finally:
-                    stop(proc)
-                runs[server].append(run)
-                round_rps[server] = run['rps']
-            ratios.append(round_rps['ours'] / round_rps[f'granian {PEER_VERSION}'])
-        results[name] = {
-            'runs': runs,
-            'median_rps': {server: statistics.median(r['rps'] for r in rs) for server, rs in runs.items()},
-            'ratios': ratios,
-            'median_ratio': statistics.median(ratios),
-        }
-        print(f'{name}: ' + ', '.join(f'{s} {v:.0f} req/s' for s, v in results[name]['median_rps'].items()), end='')
-        print(f', ratio ours/granian {results[name]["median_ratio"]:.3f} (rounds: {[round(r, 3) for r in ratios]})')
+    installed = install_envs(needed, args)
+    ctx = ensure_fixtures()
+    print(f'setup done in {time.monotonic() - began:.0f} s; {len(scenarios)} scenarios', flush=True)
 
-    out_dir = HERE / 'results'
-    out_dir.mkdir(exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime('%Y-%m-%dT%H%M%SZ')
+    loadavg_start = ' '.join(Path('/proc/loadavg').read_text().split()[:3])
+    try:
+        results = run_suite(scenarios, servers_filter, args, ctx)
+    finally:
+        stop_all()
+    ours = installed.get('ours', {})
+    cpuinfo = Path('/proc/cpuinfo').read_text().splitlines()
+    cpu = next((line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name')), '')
     meta = {
         'date': stamp,
-        'machine': f'{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}',
+        'command': 'python benchmarks/run.py ' + shlex.join(sys.argv[1:]),
+        'quick': args.quick,
+        'machine': f'{platform.machine()} {cpu}, {os.cpu_count()} cores, Linux {platform.release()}',
         'python': platform.python_version(),
-        'peer': f'granian=={PEER_VERSION}',
         'rounds': args.rounds,
         'duration_s': args.duration,
+        'warmup_s': args.warmup,
+        'ws_messages_per_client': args.ws_messages,
+        'server_cpus': args.server_cpus,
+        'load_cpus': args.load_cpus,
+        'loadavg_start': loadavg_start,
+        'loadavg_end': ' '.join(Path('/proc/loadavg').read_text().split()[:3]),
+        'elapsed_s': round(time.monotonic() - began),
+        'ours_build': f'{ours.get("revision", "?")}{" (STALE build)" if ours.get("stale") else ""}' if ours else '-',
+        'envs': {k: v for k, v in installed.items() if k != 'ours'},
+        'tools': {
+            'wrk': tool_version(['wrk', '-v']),
+            'h2load': tool_version(['h2load', '--version']),
+        },
     }
-    (out_dir / f'{stamp}.json').write_text(json.dumps({'meta': meta, 'results': results}, indent=2))
-    print(f'results written to {out_dir / (stamp + ".json")}')
+    RESULTS.mkdir(exist_ok=True)
+    json_path = RESULTS / f'{stamp}.json'
+    json_path.write_text(json.dumps({'meta': meta, 'results': results}, indent=2))
+    print(f'results written to {json_path.relative_to(ROOT)} ({meta["elapsed_s"]} s in all)')
+    report(json_path, args.readme)
+    failed = [(n, s) for n, r in results.items() for s, count in r['failed_runs'].items() if count]
+    if failed:
+        print('FAILED runs: ' + ', '.join(f'{n}/{s}' for n, s in failed))
+        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -1,21 +1,31 @@
-"""Options, their validation, and the life cycle of one worker."""
+"""Options, their validation, the supervision of workers, and the life cycle of one worker.
+
+`Granian` here holds what every flavour of the server shares: options, hooks, the main
+process's duties (socket, PID file, signals) and `_Supervisor`, which keeps N workers
+running. How a worker runs (a process in `mp.py`, a thread in `mt.py`) is a `WorkerHandle`;
+inside it, `_RunningWorker` serves: event loop on its thread, native runtimes beside it.
+"""
 
 import asyncio
 import contextlib
+import importlib.util
 import os
+import select
 import signal
 import threading
+import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
 
-from .._granian import LoopBridge, SocketHolder, Worker
+from .._granian import LoopBridge, SocketHolder, Worker, check_access_log_format, check_tls
 from .._interfaces import load_interface
 from .._internal import load_target
 from .._loops import loops
 from ..constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError, FatalError
 from ..http import HTTP1Settings, HTTP2Settings
-from ..log import LogLevels, configure_logging, logger
+from ..log import DEFAULT_ACCESSLOG_FMT, LogLevels, configure_logging, logger
 
 Hook = Callable[[], Any]
 
@@ -75,6 +85,7 @@ class Granian:
         static_path_route: Optional[Sequence[str]] = None,
         static_path_mount: Optional[Sequence[Path]] = None,
         static_path_expires: int = 86400,
+        static_path_dir_to_file: Optional[str] = None,
         reload: bool = False,
         reload_paths: Optional[Sequence[Path]] = None,
         reload_ignore_dirs: Optional[Sequence[str]] = None,
@@ -132,7 +143,9 @@ class Granian:
         self.static_path_route = list(static_path_route) if static_path_route else None
         self.static_path_mount = _paths(static_path_mount)
         self.static_path_expires = static_path_expires
-        self.reload = reload
+        self.static_path_dir_to_file = static_path_dir_to_file
+        # Not `self.reload`: that name is the reload() method.
+        self.reload_on_changes = reload
         self.reload_paths = _paths(reload_paths)
         self.reload_ignore_dirs = reload_ignore_dirs
         self.reload_ignore_patterns = reload_ignore_patterns
@@ -143,10 +156,24 @@ class Granian:
         self.process_name = process_name
         self.pid_file = Path(pid_file) if pid_file else None
 
-        self._hooks: Dict[str, List[Hook]] = {'startup': [], 'shutdown': [], 'reload': []}
-        self._running: Optional[_RunningWorker] = None
-        self._stop_requested = False
+        self._init_runtime_state()
         self._validate()
+
+    def _init_runtime_state(self) -> None:
+        self._hooks: Dict[str, List[Hook]] = {'startup': [], 'shutdown': [], 'reload': []}
+        self._supervisor: Optional[_Supervisor] = None
+        self._stop_requested = False
+        self._env_keys: Optional[Set[str]] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        # What a worker process receives: the options. Hooks, the reload filter and the
+        # supervisor's state belong to the main process (and may not even pickle).
+        return {k: v for k, v in self.__dict__.items() if not k.startswith('_') and k != 'reload_filter'}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.reload_filter = None
+        self._init_runtime_state()
 
     # -- validation -------------------------------------------------------------------
 
@@ -156,8 +183,6 @@ class Granian:
 
         if self.workers < 1:
             refuse('workers', 'must be at least 1')
-        if self.workers > 1:
-            refuse('workers', 'running more than one worker process is not supported by this build yet')
         if self.backlog < 128:
             refuse('backlog', 'must be at least 128')
         if self.backpressure is not None and self.backpressure < 1:
@@ -169,29 +194,60 @@ class Granian:
         is_async = self.interface in (Interfaces.RSGI, Interfaces.ASGI, Interfaces.ASGINL)
         if is_async and self.blocking_threads not in (None, 1):
             refuse('blocking_threads', f'the {self.interface} interface runs on the event loop: it can only be 1')
+        if self.respawn_interval < 0:
+            refuse('respawn_interval', 'cannot be negative')
+        if self.rss_sample_interval <= 0:
+            refuse('rss_sample_interval', 'must be positive')
+        if self.rss_samples < 1:
+            refuse('rss_samples', 'must be at least 1')
+        for option in ('workers_lifetime', 'workers_max_rss', 'workers_kill_timeout'):
+            value = getattr(self, option)
+            if value is not None and value <= 0:
+                refuse(option, 'must be positive')
+        if self.process_name and importlib.util.find_spec('setproctitle') is None:
+            refuse('process_name', 'setting process names needs the setproctitle package: pip install granian[pname]')
+        if self.env_files and importlib.util.find_spec('dotenv') is None:
+            refuse(
+                'env_files', 'loading environment files needs the python-dotenv package: pip install granian[dotenv]'
+            )
         if self.task_impl == TaskImpl.rust:
             refuse('task_impl', "the 'rust' task implementation is not available in this build: use 'asyncio'")
         unsupported = {
-            'uds': self.uds,
-            'ssl_cert': self.ssl_cert,
-            'ssl_key': self.ssl_key,
-            'ssl_ca': self.ssl_ca,
-            'ssl_crl': self.ssl_crl,
-            'static_path_mount': self.static_path_mount,
-            'reload': self.reload,
-            'workers_lifetime': self.workers_lifetime,
-            'workers_max_rss': self.workers_max_rss,
-            'respawn_failed_workers': self.respawn_failed_workers,
-            'log_access': self.log_access,
+            'reload': self.reload_on_changes,
             'url_path_prefix': self.url_path_prefix if self.interface == Interfaces.RSGI else None,
-            'process_name': self.process_name,
-            'env_files': self.env_files,
         }
         for option, value in unsupported.items():
             if value:
                 refuse(option, 'is not supported by this build yet')
         if self.ssl_client_verify and not self.ssl_ca:
             refuse('ssl_client_verify', 'needs ssl_ca')
+        if self.static_path_mount:
+            routes = self.static_path_route or ['/static']
+            if len(routes) != len(self.static_path_mount) and not (
+                self.static_path_route is None and len(self.static_path_mount) == 1
+            ):
+                refuse('static_path_route', 'give one route per static_path_mount, in the same order')
+            for mount in self.static_path_mount:
+                if not mount.is_dir():
+                    refuse('static_path_mount', f'{mount} is not a directory')
+        elif self.static_path_route:
+            refuse('static_path_route', 'needs static_path_mount')
+        if self.static_path_expires < 0:
+            refuse('static_path_expires', 'must be 0 (disabled) or more')
+        if self.log_access:
+            try:
+                check_access_log_format(self.log_access_format or DEFAULT_ACCESSLOG_FMT)
+            except ValueError as exc:
+                refuse('log_access_format', str(exc))
+        if bool(self.ssl_cert) != bool(self.ssl_key):
+            refuse('ssl_cert' if not self.ssl_cert else 'ssl_key', 'HTTPS needs both ssl_cert and ssl_key')
+        if self._tls is None and (self.ssl_ca or self.ssl_crl or self.ssl_key_password):
+            refuse('ssl_ca' if self.ssl_ca else 'ssl_crl' if self.ssl_crl else 'ssl_key_password', 'needs ssl_cert')
+        if self._tls is not None:
+            try:
+                check_tls(self._tls)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
         loops.check(self.loop)
         load_interface(self.interface)
 
@@ -214,13 +270,19 @@ class Granian:
             hook()
 
     def stop(self) -> None:
-        """Asks a running server to stop gracefully; safe from any thread."""
+        """Asks a running server to stop gracefully (as SIGTERM does); safe from any thread."""
         self._stop_requested = True
-        if self._running is not None:
-            self._running.request_stop()
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.request('stop', 'stop() called')
 
     def reload(self) -> None:
-        raise FatalError('reloading workers needs worker processes, which this build does not run yet')
+        """Replaces every worker gracefully, new ones first (as SIGHUP does); safe from any thread.
+
+        Does nothing when the server is not running."""
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.request('reload', 'reload() called')
 
     # -- serving ------------------------------------------------------------------------
 
@@ -229,6 +291,32 @@ class Granian:
         if self.runtime_mode == RuntimeModes.auto:
             return 'st' if self.runtime_threads == 1 else 'mt'
         return str(self.runtime_mode)
+
+    @property
+    def _tls(self) -> Optional[tuple]:
+        if not (self.ssl_cert and self.ssl_key):
+            return None
+        return (
+            Path(self.ssl_cert),
+            Path(self.ssl_key),
+            self.ssl_key_password,
+            self.ssl_protocol_min == SSLProtocols.tls13,
+            Path(self.ssl_ca) if self.ssl_ca else None,
+            list(self.ssl_crl or []),
+            bool(self.ssl_client_verify),
+        )
+
+    @property
+    def _statics(self) -> Optional[tuple]:
+        if not self.static_path_mount:
+            return None
+        routes = self.static_path_route or ['/static'] * len(self.static_path_mount)
+        pairs = [(route, Path(mount)) for route, mount in zip(routes, self.static_path_mount, strict=True)]
+        return (pairs, int(self.static_path_expires), self.static_path_dir_to_file)
+
+    @property
+    def scheme(self) -> str:
+        return 'https' if self._tls else 'http'
 
     def _native_worker(self) -> Worker:
         h1, h2 = self.http1_settings, self.http2_settings
@@ -250,37 +338,115 @@ class Granian:
                 h2.max_headers_size,
                 h2.max_send_buffer_size,
             ),
+            self._tls,
+            self._statics,
+            (self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
+            self.websockets,
         )
 
+    # What runs the workers: `mp.py` (processes) and `mt.py` (threads) fill these in.
+    _worker_kind = 'workers'
+
+    def _worker_factory(self, socket: SocketHolder, wake: Callable[[], None]) -> Callable[[int], 'WorkerHandle']:
+        """Returns `spawn(slot) -> WorkerHandle` (not started); `wake()` rouses the supervisor."""
+        raise NotImplementedError('use granian.server.Granian, which runs workers as processes or threads')
+
+    def _check_ready_worker(self, handle: 'WorkerHandle') -> Optional[str]:
+        """A reason to stop the server once `handle` serves, or None."""
+        return None
+
     def serve(self) -> None:
+        """Runs the server until SIGINT/SIGTERM or `stop()`; a failure exits with SystemExit(1)."""
         configure_logging(self.log_level, self.log_dictconfig, self.log_enabled)
+        self._load_env_files()
+        if self.process_name:
+            _set_process_name(self.process_name)
+        cpus = os.cpu_count() or 1
+        if self.workers > cpus:
+            logger.warning(
+                f'{self.workers} workers for {cpus} CPU cores: more workers than cores rarely adds throughput '
+                'and costs memory; consider more runtime or blocking threads per worker instead'
+            )
         try:
-            socket = SocketHolder.bind(self.address, self.port, self.backlog)
+            if self.uds:
+                socket = SocketHolder.bind_unix(self.uds, self.uds_permissions, self.backlog)
+            else:
+                socket = SocketHolder.bind(self.address, self.port, self.backlog)
         except OSError as exc:
             logger.error(str(exc))
             raise SystemExit(1) from None
-        logger.info(f'Starting granian (interface: {self.interface}, HTTP: {self.http}, loop: {self.loop})')
+        logger.info(
+            f'Starting granian (interface: {self.interface}, HTTP: {self.http}, loop: {self.loop}, '
+            f'workers: {self.workers} ({self._worker_kind}), main PID: {os.getpid()})'
+        )
         try:
             self._write_pid_file()
         except FatalError as exc:
             socket.close()
             logger.error(str(exc))
             raise SystemExit(1) from None
-        self._call_hooks('startup')
+        exit_code = 1
+        supervisor = _Supervisor(self)
         try:
-            self._running = _RunningWorker(self, socket)
-            if self._stop_requested:
-                self._running.request_stop()
-            self._running.run()
-        except FatalError as exc:
-            logger.error(str(exc))
-            raise SystemExit(1) from None
+            where = f'unix:{self.uds}' if self.uds else f'{self.address}:{socket.port}'
+            logger.info(f'Listening at: {self.scheme}://{where}')
+            with self._main_signals(supervisor):
+                self._supervisor = supervisor
+                self._call_hooks('startup')
+                try:
+                    exit_code = supervisor.run(self._worker_factory(socket, supervisor.wake))
+                except FatalError as exc:
+                    logger.error(str(exc))
         finally:
-            self._running = None
+            self._supervisor = None
+            supervisor.close()
             socket.close()
+            if self.uds:
+                with contextlib.suppress(OSError):
+                    self.uds.unlink()
             self._remove_pid_file()
         self._call_hooks('shutdown')
         logger.info('Shutdown complete')
+        if exit_code:
+            raise SystemExit(exit_code)
+
+    @contextlib.contextmanager
+    def _main_signals(self, supervisor: '_Supervisor'):
+        """SIGINT/SIGTERM stop the server, SIGHUP reloads it (main thread only: elsewhere, use stop())."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_stop(signum: int, frame: Any) -> None:
+            supervisor.request('stop', signal.Signals(signum).name, from_signal=True)
+
+        def on_reload(signum: int, frame: Any) -> None:
+            supervisor.request('reload', signal.Signals(signum).name)
+
+        handlers = [(signal.SIGINT, on_stop), (signal.SIGTERM, on_stop)]
+        if hasattr(signal, 'SIGHUP'):
+            handlers.append((signal.SIGHUP, on_reload))
+        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _load_env_files(self) -> None:
+        """Sets the variables of the env files (later files win), never those the process started with.
+
+        Runs at start and again on reload, before workers are spawned: they inherit the result."""
+        if not self.env_files:
+            return
+        from dotenv import dotenv_values
+
+        if self._env_keys is None:
+            self._env_keys = set(os.environ)
+        for path in self.env_files:
+            for key, value in dotenv_values(path).items():
+                if value is not None and key not in self._env_keys:
+                    os.environ[key] = value
 
     def _write_pid_file(self) -> None:
         if not self.pid_file:
@@ -312,11 +478,22 @@ def _pid_alive(pid: int) -> bool:
 
 
 class _RunningWorker:
-    """One worker in this process: the event loop on this thread, Rust runtimes beside it."""
+    """One worker in this process: the event loop on this thread, Rust runtimes beside it.
 
-    def __init__(self, server: Granian, socket: SocketHolder):
+    `signals` stop it gracefully (on the main thread only); `on_ready` is called once it serves.
+    """
+
+    def __init__(
+        self,
+        server: Granian,
+        socket: SocketHolder,
+        signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
+        on_ready: Optional[Callable[[], None]] = None,
+    ):
         self.server = server
         self.socket = socket
+        self.signals = tuple(signals)
+        self.on_ready = on_ready
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.native: Optional[Worker] = None
         self._stopping = False
@@ -349,7 +526,8 @@ class _RunningWorker:
             interface.startup(app, loop)
             self.native = server._native_worker()
             interface.serve(app, self.native, self.socket, bridge, loop, logger, loop.stop)
-            logger.info(f'Listening at: http://{server.address}:{self.socket.port}')
+            if self.on_ready is not None:
+                self.on_ready()
             if self._stopping:
                 self._stop()
             try:
@@ -365,8 +543,8 @@ class _RunningWorker:
 
     @contextlib.contextmanager
     def _signals(self, loop: asyncio.AbstractEventLoop):
-        handled = (signal.SIGINT, signal.SIGTERM)
-        if threading.current_thread() is not threading.main_thread():
+        handled = self.signals
+        if not handled or threading.current_thread() is not threading.main_thread():
             yield
             return
         for sig in handled:
@@ -387,3 +565,386 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     with contextlib.suppress(Exception):
         loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+
+
+def _run_worker(worker: _RunningWorker) -> int:
+    """Runs a worker to its end; returns its exit code (failures are logged, not raised)."""
+    try:
+        worker.run()
+    except FatalError as exc:
+        logger.error(str(exc))
+        return 1
+    except Exception as exc:  # noqa: BLE001 - whatever the app raised: a log line and an exit code
+        logger.error(f'the worker failed: {exc!r}', exc_info=True)
+        return 1
+    return 0
+
+
+def _wait_readable(fds: List[int], timeout: float) -> None:
+    if hasattr(select, 'poll'):
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        poller.poll(timeout * 1000)
+    else:
+        select.select(fds, [], [], timeout)
+
+
+def _set_process_name(name: str) -> None:
+    import setproctitle
+
+    setproctitle.setproctitle(name)
+
+
+# -- supervision --------------------------------------------------------------------------------------------------
+
+
+class WorkerHandle:
+    """One worker as the main process sees it. `mp.py` runs it as a process, `mt.py` as a thread.
+
+    The supervisor only calls these methods, from its own thread.
+    """
+
+    def __init__(self, slot: int):
+        self.slot = slot  # worker-N, 1-based: a replacement takes the slot of the worker it replaces
+        self.pid: Optional[int] = None
+        self.ready = False
+        self.ready_at = 0.0
+        self.stop_asked = False
+        self.kill_at: Optional[float] = None
+        self.rss_over = 0  # consecutive memory samples above the limit
+
+    @property
+    def name(self) -> str:
+        return f'worker-{self.slot}'
+
+    def describe(self) -> str:
+        return f'{self.name} (PID {self.pid})'
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def waitables(self) -> List[int]:
+        """File descriptors that become readable when there is news of this worker."""
+        return []
+
+    def poll_ready(self) -> bool:
+        """Whether the worker reported that it serves (checked until it did)."""
+        raise NotImplementedError
+
+    def is_alive(self) -> bool:
+        raise NotImplementedError
+
+    def exit_status(self) -> str:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        """Asks for a graceful stop: in-flight requests finish."""
+        raise NotImplementedError
+
+    def kill(self) -> bool:
+        """Stops the worker at once; False when that is not possible."""
+        return False
+
+    def rss_mib(self) -> Optional[float]:
+        """Resident memory of this worker alone, when it can be measured."""
+        return None
+
+    def close(self) -> None:
+        """Releases what the handle holds, once the worker has exited."""
+
+
+class _Supervisor:
+    """Keeps `workers` workers serving, and replaces them as options, signals and failures ask.
+
+    Single-threaded: everything happens in `run()`. Signals, `stop()`, `reload()` and thread
+    workers only queue a command or wake it up through a pipe.
+
+    - Replacements (reload, lifetime, memory) go one at a time: the new worker starts, and
+      the old one is asked to stop only once the new one serves.
+    - A worker that exits before it serves stops the server (a replacement that fails to
+      start only cancels the pending replacements: the old workers keep serving).
+    - A worker that dies is respawned after `respawn_interval` with `respawn_failed_workers`;
+      otherwise the server stops with exit code 1.
+    """
+
+    def __init__(self, server: Granian):
+        self.server = server
+        self.slots: Dict[int, Optional[WorkerHandle]] = {}
+        self.pending: Optional[WorkerHandle] = None  # a replacement that does not serve yet
+        self.queue: Deque[Tuple[int, str]] = deque()  # slots waiting for a replacement, and why
+        self.retiring: List[WorkerHandle] = []
+        self.respawn_at: Dict[int, float] = {}
+        self.next_rss_sample: Optional[float] = None
+        self.stopping = False
+        self.exit_code = 0
+        self.commands: Deque[Tuple[str, str, bool]] = deque()
+        self.spawn: Optional[Callable[[int], WorkerHandle]] = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+
+    # -- from other threads and signal handlers ----------------------------------------------------------------
+
+    def request(self, command: str, reason: str, from_signal: bool = False) -> None:
+        self.commands.append((command, reason, from_signal))
+        self.wake()
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b'!')
+
+    def close(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def run(self, spawn: Callable[[int], WorkerHandle]) -> int:
+        self.spawn = spawn
+        try:
+            if self.server._stop_requested:
+                self.stopping = True
+            else:
+                for slot in range(1, self.server.workers + 1):
+                    self.slots[slot] = self._start(slot)
+                if self.server.workers_max_rss:
+                    self.next_rss_sample = time.monotonic() + self.server.rss_sample_interval
+            while not (self.stopping and not self._handles()):
+                self._wait()
+                self._handle_commands()
+                self._check_workers()
+                self._run_timers()
+        finally:
+            for handle in self._handles():
+                if handle.is_alive():
+                    handle.kill()
+                handle.close()
+        return self.exit_code
+
+    def _handles(self) -> List[WorkerHandle]:
+        handles = [h for h in self.slots.values() if h is not None]
+        if self.pending is not None:
+            handles.append(self.pending)
+        return handles + self.retiring
+
+    def _start(self, slot: int) -> WorkerHandle:
+        assert self.spawn is not None
+        handle = self.spawn(slot)
+        handle.start()
+        logger.info(f'Spawned {handle.describe()}')
+        return handle
+
+    def _wait(self) -> None:
+        fds = [self._wake_r]
+        for handle in self._handles():
+            fds.extend(handle.waitables())
+        _wait_readable(fds, self._timeout())
+        with contextlib.suppress(OSError):
+            while os.read(self._wake_r, 512):
+                pass
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        due = [h.kill_at for h in self._handles() if h.kill_at is not None]
+        due.extend(self.respawn_at.values())
+        lifetime = self.server.workers_lifetime
+        if lifetime and not self.stopping:
+            due.extend(h.ready_at + lifetime for h in self.slots.values() if h and h.ready and not h.stop_asked)
+        if self.next_rss_sample is not None and not self.stopping:
+            due.append(self.next_rss_sample)
+        # Capped: a lost wake-up costs at most a second.
+        return min(max(min(due, default=now + 1.0) - now, 0.0), 1.0)
+
+    def _handle_commands(self) -> None:
+        while self.commands:
+            command, reason, from_signal = self.commands.popleft()
+            if command == 'stop':
+                self._begin_stop(reason, from_signal)
+            elif command == 'reload':
+                self._begin_reload(reason)
+
+    # -- stopping and reloading --------------------------------------------------------------------------------
+
+    def _begin_stop(self, reason: str, from_signal: bool = False) -> None:
+        if self.stopping:
+            if from_signal:
+                logger.warning(f'{reason} received while stopping: killing the workers')
+                for handle in self._handles():
+                    if handle.is_alive() and not handle.kill():
+                        logger.warning(f'{handle.describe()} cannot be killed')
+            return
+        self.stopping = True
+        logger.info(f'Shutting down ({reason}): stopping the workers gracefully')
+        self.queue.clear()
+        self.respawn_at.clear()
+        for handle in self._handles():
+            self._ask_stop(handle)
+
+    def _fail(self, why: str) -> None:
+        self.exit_code = 1
+        self._begin_stop(why)
+
+    def _ask_stop(self, handle: WorkerHandle) -> None:
+        if handle.stop_asked:
+            return
+        handle.stop_asked = True
+        timeout = self.server.workers_kill_timeout
+        if timeout:
+            handle.kill_at = time.monotonic() + timeout
+        handle.terminate()
+
+    def _begin_reload(self, reason: str) -> None:
+        if self.stopping:
+            return
+        logger.info(f'Reloading ({reason}): replacing the workers one at a time, new ones first')
+        try:
+            self.server._load_env_files()
+            self.server._call_hooks('reload')
+        except Exception as exc:  # noqa: BLE001 - a user hook failing must not take the server down
+            logger.error(f'a reload hook failed: {exc!r}', exc_info=True)
+        for slot in range(1, self.server.workers + 1):
+            self._enqueue(slot, 'reload')
+
+    def _enqueue(self, slot: int, reason: str) -> None:
+        if all(queued != slot for queued, _ in self.queue):
+            self.queue.append((slot, reason))
+
+    def _scheduled(self, slot: int) -> bool:
+        pending = self.pending is not None and self.pending.slot == slot
+        return pending or any(queued == slot for queued, _ in self.queue)
+
+    # -- worker events -----------------------------------------------------------------------------------------
+
+    def _check_workers(self) -> None:
+        for handle in self._handles():
+            if not handle.ready and handle.poll_ready():
+                handle.ready = True
+                handle.ready_at = time.monotonic()
+                self._on_ready(handle)
+            if not handle.is_alive():
+                self._on_exit(handle)
+
+    def _on_ready(self, handle: WorkerHandle) -> None:
+        logger.info(f'{handle.describe()} is serving')
+        problem = self.server._check_ready_worker(handle)
+        if problem:
+            logger.error(problem)
+            self._fail('the server cannot run')
+            return
+        if handle is self.pending:
+            self.pending = None
+            old = self.slots.get(handle.slot)
+            self.slots[handle.slot] = handle
+            self.respawn_at.pop(handle.slot, None)
+            if old is not None:
+                logger.info(f'Stopping the old {old.describe()}')
+                self.retiring.append(old)
+                self._ask_stop(old)
+        if not self.queue and self.pending is None and not self.stopping:
+            logger.debug('All workers serving')
+
+    def _on_exit(self, handle: WorkerHandle) -> None:
+        status = handle.exit_status()
+        handle.close()
+        if handle in self.retiring:
+            self.retiring.remove(handle)
+            logger.info(f'{handle.describe()} stopped ({status})')
+            return
+        # A stop signal may have raced with this exit: it explains the exit when it came first.
+        self._handle_commands()
+        if handle is self.pending:
+            self.pending = None
+        elif self.slots.get(handle.slot) is handle:
+            self.slots[handle.slot] = None
+        if self.stopping:
+            logger.info(f'{handle.describe()} stopped ({status})')
+            return
+        slot = handle.slot
+        if not handle.ready:
+            if self.slots.get(slot) is not None:
+                logger.error(
+                    f'{handle.describe()} exited before serving ({status}): '
+                    f'the running worker-{slot} keeps serving, pending replacements are cancelled'
+                )
+                self.queue.clear()
+                old = self.slots[slot]
+                assert old is not None
+                old.ready_at = time.monotonic()
+                old.rss_over = 0
+                return
+            logger.error(f'{handle.describe()} exited before serving ({status}): shutting down')
+            self._fail('a worker failed to start')
+            return
+        logger.error(f'{handle.describe()} died unexpectedly ({status})')
+        if self.server.respawn_failed_workers:
+            interval = self.server.respawn_interval
+            logger.info(f'Respawning worker-{slot} in {interval:g}s')
+            self.respawn_at[slot] = time.monotonic() + interval
+        else:
+            logger.error('Respawning failed workers is disabled (see --respawn-failed-workers): shutting down')
+            self._fail('a worker died')
+
+    # -- timers ------------------------------------------------------------------------------------------------
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for handle in self._handles():
+            if handle.kill_at is not None and now >= handle.kill_at and handle.is_alive():
+                handle.kill_at = None
+                timeout = self.server.workers_kill_timeout
+                if handle.kill():
+                    logger.warning(f'{handle.describe()} did not stop within {timeout:g}s: killed')
+                else:
+                    logger.warning(f'{handle.describe()} did not stop within {timeout:g}s and cannot be killed')
+        if self.stopping:
+            return
+        for slot, due in list(self.respawn_at.items()):
+            if now >= due:
+                del self.respawn_at[slot]
+                if self.slots.get(slot) is None and not self._scheduled(slot):
+                    logger.info(f'Respawning worker-{slot}')
+                    self.slots[slot] = self._start(slot)
+        lifetime = self.server.workers_lifetime
+        if lifetime:
+            for slot, handle in self.slots.items():
+                if handle is None or not handle.ready or handle.stop_asked or self._scheduled(slot):
+                    continue
+                if now - handle.ready_at >= lifetime:
+                    logger.info(f'{handle.describe()} reached its lifetime ({lifetime:g}s): replacing it')
+                    self._enqueue(slot, 'lifetime')
+        if self.next_rss_sample is not None and now >= self.next_rss_sample:
+            self.next_rss_sample = now + self.server.rss_sample_interval
+            self._sample_memory()
+        self._next_replacement()
+
+    def _sample_memory(self) -> None:
+        limit = self.server.workers_max_rss
+        samples = self.server.rss_samples
+        for slot, handle in self.slots.items():
+            if handle is None or not handle.ready or handle.stop_asked:
+                continue
+            rss = handle.rss_mib()
+            if rss is None:
+                continue
+            if rss <= limit:
+                handle.rss_over = 0
+                continue
+            handle.rss_over += 1
+            logger.warning(
+                f'{handle.describe()} uses {rss:.0f} MiB, over the {limit} MiB limit '
+                f'({handle.rss_over}/{samples} samples)'
+            )
+            if handle.rss_over >= samples and not self._scheduled(slot):
+                logger.info(f'{handle.describe()} stayed over the memory limit: replacing it')
+                self._enqueue(slot, 'memory')
+
+    def _next_replacement(self) -> None:
+        while self.pending is None and self.queue and not self.stopping:
+            slot, reason = self.queue.popleft()
+            old = self.slots.get(slot)
+            if old is None or not old.ready or old.stop_asked:
+                continue  # (re)starting anyway
+            logger.info(f'Replacing {old.describe()} ({reason})')
+            self.pending = self._start(slot)

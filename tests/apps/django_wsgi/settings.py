@@ -1,0 +1,11 @@
+SECRET_KEY = 'tests-only-not-a-secret'
+DEBUG = False
+ALLOWED_HOSTS = ['*']
+ROOT_URLCONF = 'tests.apps.django_wsgi.urls'
+INSTALLED_APPS = []
+MIDDLEWARE = []
+DATABASES = {}
+USE_TZ = True
+DEFAULT_AUTO_FIELD = 'django.db.models.AutoField'
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+LOGGING_CONFIG = None
