@@ -74,35 +74,20 @@ impl StaticFiles {
     }
 
     async fn serve_file(&self, mount: &Mount, relative: &Path, headers: &HeaderMap) -> Response<ResponseBody> {
-        let not_found = || error_response(StatusCode::NOT_FOUND);
-        let mut candidate = mount.root.join(relative);
-        let Ok(mut real) = tokio::fs::canonicalize(&candidate).await else {
-            return not_found();
+        let root = mount.root.clone();
+        let candidate = mount.root.join(relative);
+        let index = self.dir_to_file.clone();
+        // One trip to the blocking pool resolves, opens and (for small files) reads.
+        let found = tokio::task::spawn_blocking(move || open_inside(&root, candidate, index.as_deref())).await;
+        let Ok(Some(Found {
+            real,
+            file,
+            meta,
+            content,
+        })) = found
+        else {
+            return error_response(StatusCode::NOT_FOUND);
         };
-        // Symlinks may point anywhere: only what resolves inside the mount is served.
-        if !real.starts_with(&mount.root) {
-            return not_found();
-        }
-        let Ok(mut meta) = tokio::fs::metadata(&real).await else {
-            return not_found();
-        };
-        if meta.is_dir() {
-            let Some(index) = &self.dir_to_file else {
-                return not_found();
-            };
-            candidate = real.join(index);
-            real = match tokio::fs::canonicalize(&candidate).await {
-                Ok(r) if r.starts_with(&mount.root) => r,
-                _ => return not_found(),
-            };
-            meta = match tokio::fs::metadata(&real).await {
-                Ok(m) if m.is_file() => m,
-                _ => return not_found(),
-            };
-        }
-        if !meta.is_file() {
-            return not_found();
-        }
         let len = meta.len();
         let modified = meta.modified().unwrap_or(UNIX_EPOCH);
         let etag = entity_tag(modified, len);
@@ -154,15 +139,62 @@ impl StaticFiles {
                 }
             },
         };
-        let file = match tokio::fs::File::open(&real).await {
-            Ok(f) => f.into_std().await,
-            Err(_) => return not_found(),
-        };
+        if let Some(content) = content {
+            let end = (start + count) as usize;
+            return with_headers(
+                status,
+                response_headers,
+                ResponseBody::full(content.slice(start as usize..end)),
+            );
+        }
         match file_body(file, start, count) {
             Ok(body) => with_headers(status, response_headers, body),
-            Err(_) => not_found(),
+            Err(_) => error_response(StatusCode::NOT_FOUND),
         }
     }
+}
+
+/// Files up to this size are read whole with their lookup, saving a pool trip per chunk.
+const SMALL_FILE: u64 = 256 * 1024;
+
+struct Found {
+    real: PathBuf,
+    file: std::fs::File,
+    meta: std::fs::Metadata,
+    content: Option<bytes::Bytes>,
+}
+
+/// Resolves `candidate` (symlinks included) and opens it only if it stays under `root`.
+fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<Found> {
+    let mut real = std::fs::canonicalize(candidate).ok()?;
+    if !real.starts_with(root) {
+        return None;
+    }
+    if real.is_dir() {
+        real = std::fs::canonicalize(real.join(index?)).ok()?;
+        if !real.starts_with(root) {
+            return None;
+        }
+    }
+    let mut file = std::fs::File::open(&real).ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
+    let content = if meta.len() <= SMALL_FILE {
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        std::io::Read::read_to_end(&mut file, &mut buf).ok()?;
+        // A file that changed size under us is served as read, consistently.
+        (buf.len() as u64 == meta.len()).then(|| bytes::Bytes::from(buf))
+    } else {
+        None
+    };
+    Some(Found {
+        real,
+        file,
+        meta,
+        content,
+    })
 }
 
 fn with_headers(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response<ResponseBody> {

@@ -117,9 +117,7 @@ pub fn open_file(path: &std::path::Path) -> Option<(std::fs::File, u64)> {
 
 /// Streams `len` bytes of `file` from `start`, read on the runtime's blocking threads.
 pub fn file_body(mut file: std::fs::File, start: u64, len: u64) -> std::io::Result<ResponseBody> {
-    if start > 0 {
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))?;
-    }
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(start))?;
     let reader: FileReader = Box::pin(tokio::fs::File::from_std(file).take(len));
     Ok(ResponseBody::new(Payload::File {
         chunks: ReaderStream::with_capacity(reader, FILE_CHUNK),
