@@ -212,9 +212,10 @@ class Granian:
             )
         if self.task_impl == TaskImpl.rust:
             refuse('task_impl', "the 'rust' task implementation is not available in this build: use 'asyncio'")
+        if self.url_path_prefix and self.interface == Interfaces.RSGI:
+            refuse('url_path_prefix', 'RSGI scopes have no root path: mount the app under the prefix in the app itself')
         unsupported = {
             'reload': self.reload_on_changes,
-            'url_path_prefix': self.url_path_prefix if self.interface == Interfaces.RSGI else None,
         }
         for option, value in unsupported.items():
             if value:
@@ -751,7 +752,11 @@ class _Supervisor:
         due.extend(self.respawn_at.values())
         lifetime = self.server.workers_lifetime
         if lifetime and not self.stopping:
-            due.extend(h.ready_at + lifetime for h in self.slots.values() if h and h.ready and not h.stop_asked)
+            due.extend(
+                h.ready_at + lifetime
+                for slot, h in self.slots.items()
+                if h and h.ready and not h.stop_asked and not self._scheduled(slot)
+            )
         if self.next_rss_sample is not None and not self.stopping:
             due.append(self.next_rss_sample)
         # Capped: a lost wake-up costs at most a second.
