@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -117,6 +118,9 @@ pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings) -> ConnBuil
     }
 }
 
+/// How long shutdown waits for the first request of a just-accepted connection.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+
 pub fn error_response(status: StatusCode) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::empty());
     *response.status_mut() = status;
@@ -219,7 +223,10 @@ pub async fn serve_connection<IO, H>(
     H: Handler,
 {
     let service_ctx = ctx.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = started.clone();
     let service = service_fn(move |req| {
+        seen.store(true, Ordering::Release);
         let handler = handler.clone();
         let ctx = service_ctx.clone();
         let tls = tls.clone();
@@ -231,10 +238,25 @@ pub async fn serve_connection<IO, H>(
             let conn = $conn;
             tokio::pin!(conn);
             tokio::select! {
+                biased;
                 result = conn.as_mut() => result.map_err(|e| e.to_string()),
                 _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await.map_err(|e| e.to_string())
+                    // A connection accepted just before shutdown may not have sent its request
+                    // yet: give it a moment, so a client is not cut off for nothing.
+                    let mut finished = None;
+                    if !started.load(Ordering::Acquire) {
+                        tokio::select! {
+                            result = conn.as_mut() => finished = Some(result.map_err(|e| e.to_string())),
+                            _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+                        }
+                    }
+                    match finished {
+                        Some(result) => result,
+                        None => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await.map_err(|e| e.to_string())
+                        }
+                    }
                 }
             }
         }};
