@@ -5,7 +5,6 @@
   granian but the granian-proxies wheel built from this repository.
 """
 
-import importlib.util
 import json
 import os
 import select
@@ -33,13 +32,6 @@ FORWARDED = [
     ('x-forwarded-proto', 'https'),
     ('x-custom', 'kept'),
 ]
-
-
-def _interface_available(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(f'granian.{name}') is not None
-    except ImportError:
-        return False
 
 
 def _client() -> httpx.Client:
@@ -112,7 +104,6 @@ def test_rsgi_wrapper_under_granian_untrusted_peer(start_server):
     assert data['custom'] == 'kept'
 
 
-@pytest.mark.skipif(not _interface_available('asgi'), reason='the ASGI interface (granian-asgi) is not available yet')
 def test_asgi_wrapper_under_granian(start_server):
     server = start_server('tests.apps.proxies_apps:asgi_app', interface='asgi')
     data = _get(server.url, FORWARDED)
@@ -129,7 +120,6 @@ def test_asgi_wrapper_under_granian(start_server):
     assert data['scheme'] == 'http'
 
 
-@pytest.mark.skipif(not _interface_available('wsgi'), reason='the WSGI interface (granian-wsgi) is not available yet')
 def test_wsgi_wrapper_under_granian(start_server):
     server = start_server('tests.apps.proxies_apps:wsgi_app', interface='wsgi')
     data = _get(server.url, FORWARDED)
