@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import re
 import select
 import signal
 import threading
@@ -214,12 +215,8 @@ class Granian:
             refuse('task_impl', "the 'rust' task implementation is not available in this build: use 'asyncio'")
         if self.url_path_prefix and self.interface == Interfaces.RSGI:
             refuse('url_path_prefix', 'RSGI scopes have no root path: mount the app under the prefix in the app itself')
-        unsupported = {
-            'reload': self.reload_on_changes,
-        }
-        for option, value in unsupported.items():
-            if value:
-                refuse(option, 'is not supported by this build yet')
+        if self.reload_on_changes:
+            self._validate_reload(refuse)
         if self.ssl_client_verify and not self.ssl_ca:
             refuse('ssl_client_verify', 'needs ssl_ca')
         if self.static_path_mount:
@@ -251,6 +248,27 @@ class Granian:
                 raise ConfigurationError(str(exc)) from None
         loops.check(self.loop)
         load_interface(self.interface)
+
+    def _validate_reload(self, refuse: Callable[[str, str], None]) -> None:
+        try:
+            import watchfiles  # noqa: F401
+        except ImportError:
+            refuse('reload', 'reloading on changes needs the watchfiles package: pip install granian[reload]')
+        if self.reload_tick <= 0:
+            refuse('reload_tick', 'must be positive')
+        for path in self._reload_watch_paths():
+            if not path.exists():
+                refuse('reload_paths', f'{path} does not exist')
+        for pattern in self.reload_ignore_patterns or ():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                refuse('reload_ignore_patterns', f'{pattern!r} is not a valid regular expression: {exc}')
+
+    def _reload_watch_paths(self) -> List[Path]:
+        if self.reload_paths:
+            return [Path(p).resolve() for p in self.reload_paths]
+        return [(self.working_dir or Path.cwd()).resolve()]
 
     # -- hooks and control ------------------------------------------------------------
 
@@ -388,17 +406,23 @@ class Granian:
             raise SystemExit(1) from None
         exit_code = 1
         supervisor = _Supervisor(self)
+        reloader: Optional[_Reloader] = None
         try:
             where = f'unix:{self.uds}' if self.uds else f'{self.address}:{socket.port}'
             logger.info(f'Listening at: {self.scheme}://{where}')
             with self._main_signals(supervisor):
                 self._supervisor = supervisor
                 self._call_hooks('startup')
+                if self.reload_on_changes:
+                    reloader = _Reloader(self, supervisor)
+                    reloader.start()
                 try:
                     exit_code = supervisor.run(self._worker_factory(socket, supervisor.wake))
                 except FatalError as exc:
                     logger.error(str(exc))
         finally:
+            if reloader is not None:
+                reloader.stop()
             self._supervisor = None
             supervisor.close()
             socket.close()
@@ -597,6 +621,87 @@ def _set_process_name(name: str) -> None:
     setproctitle.setproctitle(name)
 
 
+# -- reloading on changes -----------------------------------------------------------------------------------------
+
+
+class _Reloader:
+    """Watches the reload paths on a thread of the main process: each batch of changes asks
+    the supervisor for one reload (watchfiles groups a burst of writes into one batch)."""
+
+    def __init__(self, server: Granian, supervisor: '_Supervisor'):
+        self.server = server
+        self.supervisor = supervisor
+        self.paths = server._reload_watch_paths()
+        self.watch_filter = self._make_filter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='granian-reloader', daemon=True)
+
+    def _make_filter(self) -> Any:
+        import watchfiles
+
+        server = self.server
+        cls = server.reload_filter or watchfiles.DefaultFilter
+        if not isinstance(cls, type):
+            return cls  # already a filter: any callable (change, path) -> bool
+        # The ignore options extend what the filter class ignores already.
+        options = {
+            'ignore_dirs': (server.reload_ignore_dirs, 'ignore_dirs', str),
+            'ignore_entity_patterns': (server.reload_ignore_patterns, 'ignore_entity_patterns', str),
+            'ignore_paths': (server.reload_ignore_paths, 'ignore_paths', lambda p: Path(p).resolve()),
+        }
+        kwargs = {
+            name: tuple(getattr(cls, attr, ())) + tuple(convert(v) for v in values)
+            for name, (values, attr, convert) in options.items()
+            if values
+        }
+        if issubclass(cls, watchfiles.DefaultFilter):
+            return cls(**kwargs)
+        instance = cls()
+        if kwargs and isinstance(instance, watchfiles.BaseFilter):
+            instance._ignore_dirs = set(kwargs.get('ignore_dirs', instance._ignore_dirs))
+            if 'ignore_entity_patterns' in kwargs:
+                instance._ignore_entity_regexes = tuple(re.compile(r) for r in kwargs['ignore_entity_patterns'])
+            if 'ignore_paths' in kwargs:
+                instance._ignore_paths = tuple(map(str, kwargs['ignore_paths']))
+        return instance
+
+    def start(self) -> None:
+        logger.info(f'Watching for changes in: {", ".join(str(p) for p in self.paths)}')
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import watchfiles
+
+        try:
+            for changes in watchfiles.watch(
+                *self.paths,
+                watch_filter=self.watch_filter,
+                stop_event=self._stop,
+                debounce=1_600,
+                step=self.server.reload_tick,
+                rust_timeout=1_000,
+                raise_interrupt=False,
+            ):
+                if self._stop.is_set():
+                    return
+                names = sorted({_relative(path, self.paths) for _, path in changes})
+                shown = ', '.join(names[:5]) + (f' and {len(names) - 5} more' if len(names) > 5 else '')
+                self.supervisor.request('reload', f'files changed: {shown}')
+        except Exception as exc:  # noqa: BLE001 - the watcher failing must not take the server down
+            logger.error(f'watching for changes failed, reloading on changes stops: {exc!r}', exc_info=True)
+
+
+def _relative(path: str, roots: Sequence[Path]) -> str:
+    for root in roots:
+        with contextlib.suppress(ValueError):
+            return str(Path(path).relative_to(root))
+    return path
+
+
 # -- supervision --------------------------------------------------------------------------------------------------
 
 
@@ -614,6 +719,7 @@ class WorkerHandle:
         self.stop_asked = False
         self.kill_at: Optional[float] = None
         self.rss_over = 0  # consecutive memory samples above the limit
+        self.generation = 0  # how many reloads the supervisor had begun when this worker started
 
     @property
     def name(self) -> str:
@@ -667,6 +773,9 @@ class _Supervisor:
       start only cancels the pending replacements: the old workers keep serving).
     - A worker that dies is respawned after `respawn_interval` with `respawn_failed_workers`;
       otherwise the server stops with exit code 1.
+    - Reloading on changes (`reload`) tolerates workers that fail to start (a syntax error
+      being edited): the failure is logged and the next change starts them again. With
+      `reload_ignore_worker_failure`, a serving worker that dies waits for the next change too.
     """
 
     def __init__(self, server: Granian):
@@ -679,6 +788,7 @@ class _Supervisor:
         self.next_rss_sample: Optional[float] = None
         self.stopping = False
         self.exit_code = 0
+        self.reloads = 0
         self.commands: Deque[Tuple[str, str, bool]] = deque()
         self.spawn: Optional[Callable[[int], WorkerHandle]] = None
         self._wake_r, self._wake_w = os.pipe()
@@ -733,6 +843,7 @@ class _Supervisor:
     def _start(self, slot: int) -> WorkerHandle:
         assert self.spawn is not None
         handle = self.spawn(slot)
+        handle.generation = self.reloads
         handle.start()
         logger.info(f'Spawned {handle.describe()}')
         return handle
@@ -809,8 +920,27 @@ class _Supervisor:
             self.server._call_hooks('reload')
         except Exception as exc:  # noqa: BLE001 - a user hook failing must not take the server down
             logger.error(f'a reload hook failed: {exc!r}', exc_info=True)
+        self.reloads += 1
         for slot in range(1, self.server.workers + 1):
+            if self.server.reload_on_changes and self._restart_idle_slot(slot):
+                continue
             self._enqueue(slot, 'reload')
+
+    def _restart_idle_slot(self, slot: int) -> bool:
+        """Reloading on changes: starts a slot with no serving worker at once (it failed, or it
+        is still starting with the code as it was). False when a serving worker has to be replaced."""
+        handle = self.slots.get(slot)
+        if handle is not None and (handle.ready or handle.stop_asked):
+            return False
+        if self.pending is not None and self.pending.slot == slot:
+            return False
+        if handle is not None:
+            logger.info(f'Stopping {handle.describe()}, which started before the change')
+            self.retiring.append(handle)
+            self._ask_stop(handle)
+        self.respawn_at.pop(slot, None)
+        self.slots[slot] = self._start(slot)
+        return True
 
     def _enqueue(self, slot: int, reason: str) -> None:
         if all(queued != slot for queued, _ in self.queue):
@@ -869,6 +999,13 @@ class _Supervisor:
         slot = handle.slot
         if not handle.ready:
             if self.slots.get(slot) is not None:
+                if self.server.reload_on_changes and handle.generation < self.reloads:
+                    # Changed again since it started: the reload queued for that change goes on.
+                    logger.error(
+                        f'{handle.describe()} exited before serving ({status}): '
+                        f'the running worker-{slot} keeps serving until the latest change is loaded'
+                    )
+                    return
                 logger.error(
                     f'{handle.describe()} exited before serving ({status}): '
                     f'the running worker-{slot} keeps serving, pending replacements are cancelled'
@@ -879,6 +1016,12 @@ class _Supervisor:
                 old.ready_at = time.monotonic()
                 old.rss_over = 0
                 return
+            if self.server.reload_on_changes:
+                logger.error(
+                    f'{handle.describe()} exited before serving ({status}): '
+                    'waiting for a change to the watched files to start it again'
+                )
+                return
             logger.error(f'{handle.describe()} exited before serving ({status}): shutting down')
             self._fail('a worker failed to start')
             return
@@ -887,6 +1030,8 @@ class _Supervisor:
             interval = self.server.respawn_interval
             logger.info(f'Respawning worker-{slot} in {interval:g}s')
             self.respawn_at[slot] = time.monotonic() + interval
+        elif self.server.reload_on_changes and self.server.reload_ignore_worker_failure:
+            logger.warning(f'worker-{slot} stays down until a change to the watched files starts it again')
         else:
             logger.error('Respawning failed workers is disabled (see --respawn-failed-workers): shutting down')
             self._fail('a worker died')
