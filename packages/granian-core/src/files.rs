@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{
     HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, EXPIRES,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, Method, Response, StatusCode};
 
@@ -55,6 +55,9 @@ impl StaticFiles {
     /// a static route.
     fn route<'a>(&'a self, path: &'a str) -> Option<(&'a Mount, &'a str)> {
         self.mounts.iter().find_map(|mount| {
+            if mount.route == "/" {
+                return Some((mount, path));
+            }
             let rest = path.strip_prefix(mount.route.as_str())?;
             (rest.is_empty() || rest.starts_with('/')).then_some((mount, rest))
         })
@@ -116,7 +119,17 @@ impl StaticFiles {
         if not_modified(headers, &etag, modified) {
             return with_headers(StatusCode::NOT_MODIFIED, response_headers, ResponseBody::empty());
         }
-        let (status, start, count) = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+        // If-Range with a validator that no longer matches: the client gets the whole new file.
+        let range_valid = match headers.get(IF_RANGE).and_then(|v| v.to_str().ok()) {
+            None => true,
+            Some(validator) if validator.starts_with('"') || validator.starts_with("W/") => validator == etag,
+            Some(date) => httpdate::parse_http_date(date).is_ok_and(|d| {
+                let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                secs(d) == secs(modified)
+            }),
+        };
+        let range = headers.get(RANGE).and_then(|v| v.to_str().ok()).filter(|_| range_valid);
+        let (status, start, count) = match range {
             None => (StatusCode::OK, 0, len),
             Some(range) => match parse_range(range, len) {
                 RangeOutcome::Full => (StatusCode::OK, 0, len),

@@ -13,6 +13,7 @@ import os
 import re
 import select
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -376,7 +377,13 @@ class Granian:
 
     def serve(self) -> None:
         """Runs the server until SIGINT/SIGTERM or `stop()`; a failure exits with SystemExit(1)."""
-        configure_logging(self.log_level, self.log_dictconfig, self.log_enabled)
+        try:
+            configure_logging(self.log_level, self.log_dictconfig, self.log_enabled)
+        except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
+            # dictConfig's own messages name the faulty part; no traceback for a config mistake.
+            cause = f'{exc}: {exc.__cause__}' if exc.__cause__ else str(exc)
+            print(f'Error: log_dictconfig: invalid logging configuration: {cause}', file=sys.stderr)
+            raise SystemExit(2) from None
         self._load_env_files()
         if self.process_name:
             _set_process_name(self.process_name)

@@ -14,13 +14,12 @@ the caller owns the loop and the process. Options are those of `Granian` where t
 
 import asyncio
 import contextlib
-import threading
 from typing import Any, Optional, Union
 
 from .._granian import LoopBridge, SocketHolder, Worker
 from .._interfaces import load_interface
 from ..constants import Interfaces
-from ..errors import ConfigurationError, FatalError
+from ..errors import ConfigurationError
 from ..log import configure_logging, logger
 from .common import Granian
 
@@ -90,7 +89,7 @@ class Server(Granian):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._socket: Optional[SocketHolder] = None
         self._current: Optional[_Generation] = None
-        self._retiring: 'set[asyncio.Task]' = set()
+        self._retiring: set[asyncio.Task] = set()
         self._serving = False
         self._stop_pending = False
         self.bound_port: Optional[int] = None
@@ -144,7 +143,8 @@ class Server(Granian):
         finally:
             self._serving = False
             self._loop = None
-            self.started.clear()
+            self._stop_pending = False  # served to the end: it can serve again
+            self.started = asyncio.Event()
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._stop_pending:
@@ -175,7 +175,10 @@ class Server(Granian):
                     await asyncio.shield(generation.done)
                 except asyncio.CancelledError:
                     # Cancelled serve(): still a graceful stop, then the cancellation goes on.
+                    # (A generation being retired by a reload is finished by its reload task.)
                     self._stop_pending = True
+                    generation = self._current
+                    assert generation is not None
                     self._stop_now()
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.shield(generation.done)
@@ -255,7 +258,7 @@ class Server(Granian):
         interface = load_interface(self.interface)
         try:
             new = await self._start_generation(interface, loop)
-        except (FatalError, Exception) as exc:
+        except Exception as exc:
             logger.error(f'reload failed, the running worker keeps serving: {exc!r}')
             raise
         if self._stop_pending or self._current is not old or not self._serving:
@@ -268,9 +271,7 @@ class Server(Granian):
         retire = loop.create_task(self._retire(interface, old))
         self._retiring.add(retire)
         retire.add_done_callback(self._retiring.discard)
-        if not old.done.done():
-            # serve() waits on the old generation: it will notice the swap once the old one stops.
-            pass
+        # serve() waits on the old generation: it notices the swap once the old one stops.
         await retire
 
     async def _retire(self, interface: Any, old: _Generation) -> None:
@@ -284,7 +285,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
-        return False if threading.current_thread() is not threading.main_thread() else False
+        return False
 
 
 async def _startup(interface: Interfaces, app: Any, loop: asyncio.AbstractEventLoop) -> None:
