@@ -7,6 +7,15 @@ use std::time::Duration;
 
 pub type BlockingJob = Box<dyn FnOnce() + Send>;
 
+/// Runs a piece of a pool thread's life: the whole thread, or one idle wait. WSGI uses it to
+/// keep the GIL across consecutive jobs and release it only while waiting for work.
+pub type Around = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
+
+#[cfg(test)]
+fn plain() -> Around {
+    Arc::new(|body: &mut dyn FnMut()| body())
+}
+
 struct State {
     jobs: VecDeque<BlockingJob>,
     idle: usize,
@@ -21,14 +30,23 @@ struct Inner {
     wake: Condvar,
     max_threads: usize,
     idle_timeout: Duration,
+    around_thread: Around,
+    around_wait: Around,
 }
 
 #[derive(Clone)]
 pub struct BlockingPool(Arc<Inner>);
 
 impl BlockingPool {
+    #[cfg(test)]
     pub fn new(max_threads: usize, idle_timeout: Duration) -> Self {
+        Self::with_hooks(max_threads, idle_timeout, plain(), plain())
+    }
+
+    pub fn with_hooks(max_threads: usize, idle_timeout: Duration, around_thread: Around, around_wait: Around) -> Self {
         Self(Arc::new(Inner {
+            around_thread,
+            around_wait,
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 idle: 0,
@@ -81,6 +99,11 @@ impl BlockingPool {
 }
 
 fn run(inner: Arc<Inner>) {
+    let around = inner.around_thread.clone();
+    around(&mut || work(&inner));
+}
+
+fn work(inner: &Inner) {
     let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if let Some(job) = state.jobs.pop_front() {
@@ -96,10 +119,21 @@ fn run(inner: Arc<Inner>) {
             break;
         }
         state.idle += 1;
-        let (next, timeout) = inner
-            .wake
-            .wait_timeout(state, inner.idle_timeout)
-            .unwrap_or_else(|e| e.into_inner());
+        let mut parked = Some(state);
+        let mut woken = None;
+        (inner.around_wait)(&mut || {
+            if let Some(guard) = parked.take() {
+                woken = Some(
+                    inner
+                        .wake
+                        .wait_timeout(guard, inner.idle_timeout)
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+            }
+        });
+        let Some((next, timeout)) = woken else {
+            return;
+        };
         state = next;
         state.idle -= 1;
         state.notified = state.notified.saturating_sub(1);

@@ -354,7 +354,19 @@ impl Worker {
         multiprocess: bool,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let pool = BlockingPool::new(blocking_threads, Duration::from_secs(blocking_idle_timeout));
+        // Pool threads hold the GIL from job to job and let it go only while idle.
+        let pool = BlockingPool::with_hooks(
+            blocking_threads,
+            Duration::from_secs(blocking_idle_timeout),
+            Arc::new(|body: &mut dyn FnMut()| Python::attach(|_| body())),
+            Arc::new(|body: &mut dyn FnMut()| {
+                // SAFETY: pool threads run inside `Python::attach` (the hook above); the body
+                // only waits on a condvar and touches no Python object while the GIL is out.
+                let saved = unsafe { pyo3::ffi::PyEval_SaveThread() };
+                body();
+                unsafe { pyo3::ffi::PyEval_RestoreThread(saved) };
+            }),
+        );
         *self
             .pool
             .lock()
