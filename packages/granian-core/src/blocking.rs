@@ -119,25 +119,27 @@ fn work(inner: &Inner) {
             break;
         }
         state.idle += 1;
+        // The lock is given back inside the wait hook: re-taking it there, before the hook
+        // restores the GIL, would invert the GIL -> lock order the job loop uses (deadlock).
         let mut parked = Some(state);
-        let mut woken = None;
+        let mut timed_out = None;
         (inner.around_wait)(&mut || {
             if let Some(guard) = parked.take() {
-                woken = Some(
-                    inner
-                        .wake
-                        .wait_timeout(guard, inner.idle_timeout)
-                        .unwrap_or_else(|e| e.into_inner()),
-                );
+                let (guard, timeout) = inner
+                    .wake
+                    .wait_timeout(guard, inner.idle_timeout)
+                    .unwrap_or_else(|e| e.into_inner());
+                drop(guard);
+                timed_out = Some(timeout.timed_out());
             }
         });
-        let Some((next, timeout)) = woken else {
+        let Some(timed_out) = timed_out else {
             return;
         };
-        state = next;
+        state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         state.idle -= 1;
         state.notified = state.notified.saturating_sub(1);
-        if timeout.timed_out() && state.jobs.is_empty() && state.total > 1 {
+        if timed_out && state.jobs.is_empty() && state.total > 1 {
             break;
         }
     }
