@@ -43,6 +43,22 @@ impl AppContext {
         let _ = self.logger.bind(py).call_method1("debug", (message,));
     }
 
+    /// Reports how an app's coroutine ended: `true` when it raised (or was cancelled), after
+    /// logging the error; cancellation is only worth a debug line.
+    pub fn report_app_end(&self, py: Python<'_>, error: Option<PyErr>) -> bool {
+        match error {
+            Some(err) if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) => {
+                self.log_debug(py, "the application task was cancelled");
+                true
+            }
+            Some(err) => {
+                self.log_app_error(py, "Application callable raised an exception", &err);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Logs on `_granian` with the full traceback of `err`.
     pub fn log_app_error(&self, py: Python<'_>, message: &str, err: &PyErr) {
         let exc_info = (err.get_type(py), err.value(py), err.traceback(py));

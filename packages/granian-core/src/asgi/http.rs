@@ -434,18 +434,7 @@ impl AsgiRequest {
     }
 
     fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
-        let raised = match error {
-            Some(err) if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) => {
-                self.ctx.log_debug(py, "the application task was cancelled");
-                true
-            }
-            Some(err) => {
-                self.ctx
-                    .log_app_error(py, "Application callable raised an exception", &err);
-                true
-            }
-            None => false,
-        };
+        let raised = self.ctx.report_app_end(py, error);
         let streaming = self
             .phase
             .lock()

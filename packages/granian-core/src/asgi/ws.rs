@@ -336,12 +336,7 @@ impl AsgiWebsocket {
     }
 
     pub fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
-        if let Some(err) = error {
-            if !err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) {
-                self.ctx
-                    .log_app_error(py, "Application callable raised an exception", &err);
-            }
-        }
+        self.ctx.report_app_end(py, error);
         if self.upgrade.lock().ok().and_then(|mut u| u.take()).is_some() {
             // Returned (or failed) without accepting: the handshake is refused.
             self.response.send(error_response(StatusCode::FORBIDDEN));

@@ -184,18 +184,7 @@ impl HttpProtocol {
 
     /// The app's coroutine ended: log its failure, end a stream, answer 500 if it never did.
     fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
-        let raised = match error {
-            Some(err) if err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) => {
-                self.ctx.log_debug(py, "the application task was cancelled");
-                true
-            }
-            Some(err) => {
-                self.ctx
-                    .log_app_error(py, "Application callable raised an exception", &err);
-                true
-            }
-            None => false,
-        };
+        let raised = self.ctx.report_app_end(py, error);
         if raised {
             // A stream cut by an error must not look complete to the client.
             self.stream.abort();

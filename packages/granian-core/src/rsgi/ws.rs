@@ -51,12 +51,7 @@ impl WsProtocol {
 
     /// The app ended: reject a websocket it never accepted, close one it did.
     pub fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
-        if let Some(err) = error {
-            if !err.is_instance_of::<pyo3::exceptions::asyncio::CancelledError>(py) {
-                self.ctx
-                    .log_app_error(py, "Application callable raised an exception", &err);
-            }
-        }
+        self.ctx.report_app_end(py, error);
         self.close(Some(1000));
     }
 }
