@@ -3,10 +3,8 @@
 import os
 import subprocess
 
-import httpx
-
 from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
-from .rsgi_support import TIMEOUT
+from .rsgi_support import http_client
 
 ASGI_APP = 'tests.apps.asgi_app:app'
 
@@ -30,15 +28,6 @@ def spawn(target: str, log_path, *args: str, interface: str = 'asgi', env=None) 
         server.stop()
         raise RuntimeError(f'{exc}\n--- server log ---\n{server.log}') from None
     return server
-
-
-def http_client(url: str, proto: str) -> httpx.Client:
-    """httpx speaking HTTP/1.1, or HTTP/2 with prior knowledge on plain http (h2c)."""
-    h2 = proto == 'h2'
-    client = httpx.Client(base_url=url, timeout=TIMEOUT, http1=not h2, http2=h2)
-    client.expected_version = 'HTTP/2' if h2 else 'HTTP/1.1'
-    client.scope_version = '2' if h2 else '1.1'
-    return client
 
 
 def assert_still_serving(url: str) -> None:

@@ -92,3 +92,12 @@ def start_server(tmp_path):
 @pytest.fixture
 def rsgi_server(start_server):
     return start_server('tests.apps.rsgi_app:app')
+
+
+@pytest.fixture(params=['h1', 'h2'])
+def client(request, server):
+    """An httpx client for the module's `server`, over HTTP/1.1 or prior-knowledge h2c."""
+    from .rsgi_support import http_client
+
+    with http_client(server.url, request.param) as c:
+        yield c

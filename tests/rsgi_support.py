@@ -8,6 +8,7 @@ import h2.config
 import h2.connection
 import h2.events
 import hpack
+import httpx
 from hyperframe.frame import (
     DataFrame,
     Frame,
@@ -336,3 +337,19 @@ class FrameH2:
         while not (response.ended or response.reset):
             self.pump()
         return response
+
+
+def http_client(url: str, proto: str) -> httpx.Client:
+    """httpx speaking HTTP/1.1, or HTTP/2 with prior knowledge on plain http (h2c)."""
+    h2 = proto == 'h2'
+    client = httpx.Client(base_url=url, timeout=TIMEOUT, http1=not h2, http2=h2)
+    client.expected_version = 'HTTP/2' if h2 else 'HTTP/1.1'
+    client.scope_version = '2' if h2 else '1.1'
+    return client
+
+
+def get(c: httpx.Client, *args, **kwargs) -> httpx.Response:
+    """GET that also checks the response came over the client's HTTP version."""
+    response = c.get(*args, **kwargs)
+    assert response.http_version == c.expected_version
+    return response

@@ -9,7 +9,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from .asgi_support import ASGI_APP, assert_still_serving, http_client, spawn
-from .rsgi_support import TIMEOUT, RawH2, RawHTTP1, request_bytes, wait_for
+from .rsgi_support import TIMEOUT, RawH2, RawHTTP1, get, request_bytes, wait_for
 
 SCOPE_KEYS = {
     'type',
@@ -35,18 +35,6 @@ def server(tmp_path_factory):
     srv = spawn(ASGI_APP, tmp_path_factory.mktemp('asgi-http') / 'server.log')
     yield srv
     srv.stop()
-
-
-@pytest.fixture(params=['h1', 'h2'])
-def client(request, server):
-    with http_client(server.url, request.param) as c:
-        yield c
-
-
-def get(c: httpx.Client, *args, **kwargs) -> httpx.Response:
-    response = c.get(*args, **kwargs)
-    assert response.http_version == c.expected_version
-    return response
 
 
 def events(server, key: str) -> dict:

@@ -10,7 +10,7 @@ import pytest
 from h2.exceptions import ProtocolError as H2ProtocolError
 
 from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
-from .rsgi_support import TIMEOUT, RawH2, RawHTTP1, request_bytes, wait_for
+from .rsgi_support import TIMEOUT, RawH2, RawHTTP1, get, request_bytes, wait_for
 
 EXTRA = 'tests.apps.rsgi_extra:app'
 
@@ -37,22 +37,6 @@ def server(tmp_path_factory):
         raise RuntimeError(f'{exc}\n--- server log ---\n{srv.log}') from None
     yield srv
     srv.stop()
-
-
-@pytest.fixture(params=['h1', 'h2'])
-def client(request, server):
-    """An httpx client speaking HTTP/1.1, or HTTP/2 with prior knowledge on plain http (h2c)."""
-    h2 = request.param == 'h2'
-    with httpx.Client(base_url=server.url, timeout=TIMEOUT, http1=not h2, http2=h2) as c:
-        c.expected_version = 'HTTP/2' if h2 else 'HTTP/1.1'
-        c.scope_version = '2' if h2 else '1.1'
-        yield c
-
-
-def get(c: httpx.Client, *args, **kwargs) -> httpx.Response:
-    response = c.get(*args, **kwargs)
-    assert response.http_version == c.expected_version
-    return response
 
 
 def assert_still_serving(server) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
-from .rsgi_support import TIMEOUT, H2Response, RawH2, RawHTTP1, request_bytes, wait_for
+from .rsgi_support import TIMEOUT, H2Response, RawH2, RawHTTP1, get, request_bytes, wait_for
 
 APP = 'tests.apps.wsgi_app:app'
 ERROR_LINE = 'Application callable raised an exception'
@@ -61,21 +61,6 @@ def api_server(tmp_path):
     yield start
     for srv in servers:
         srv.stop()
-
-
-@pytest.fixture(params=['h1', 'h2'])
-def client(request, server):
-    """An httpx client speaking HTTP/1.1, or HTTP/2 with prior knowledge on plain http (h2c)."""
-    h2 = request.param == 'h2'
-    with httpx.Client(base_url=server.url, timeout=TIMEOUT, http1=not h2, http2=h2) as c:
-        c.expected_version = 'HTTP/2' if h2 else 'HTTP/1.1'
-        yield c
-
-
-def get(c: httpx.Client, *args, **kwargs) -> httpx.Response:
-    response = c.get(*args, **kwargs)
-    assert response.http_version == c.expected_version
-    return response
 
 
 def new_key() -> str:
