@@ -444,7 +444,7 @@ def test_backpressure_one_queues_concurrent_requests(start_server):
         ('--interface', 'nope'),
         ('--port', 'abc'),
         ('--workers', '0'),
-        ('--task-impl', 'rust'),
+        ('--task-impl', 'trio'),
     ],
     ids=lambda args: ' '.join(args),
 )

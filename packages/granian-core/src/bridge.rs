@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 
+use crate::task::{RustTask, TaskHooks};
+
 pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
 pub struct BridgeQueue {
@@ -92,19 +94,45 @@ impl LoopBridge {
 /// The bits of the running asyncio loop that native code calls often, looked up once.
 pub struct LoopHandles {
     pub create_future: Py<PyAny>,
-    pub create_task: Py<PyAny>,
+    runner: TaskRunner,
+}
+
+/// How app coroutines are run: `--task-impl asyncio` or `rust`.
+enum TaskRunner {
+    Asyncio { create_task: Py<PyAny> },
+    Rust(TaskHooks),
 }
 
 impl LoopHandles {
-    pub fn new(event_loop: &Bound<'_, PyAny>) -> PyResult<Self> {
+    pub fn new(event_loop: &Bound<'_, PyAny>, rust_tasks: bool) -> PyResult<Self> {
+        let runner = if rust_tasks {
+            TaskRunner::Rust(TaskHooks::new(event_loop)?)
+        } else {
+            TaskRunner::Asyncio {
+                create_task: event_loop.getattr("create_task")?.unbind(),
+            }
+        };
         Ok(Self {
             create_future: event_loop.getattr("create_future")?.unbind(),
-            create_task: event_loop.getattr("create_task")?.unbind(),
+            runner,
         })
     }
 
     pub fn future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.create_future.bind(py).call0()
+    }
+
+    /// Runs what the app returned as a task; `finisher` hears how it ended.
+    pub fn spawn(&self, awaitable: &Bound<'_, PyAny>, finisher: Finisher) -> PyResult<()> {
+        let py = awaitable.py();
+        let coro = awaitable_iter(awaitable)?.unbind();
+        match &self.runner {
+            TaskRunner::Asyncio { create_task } => {
+                create_task.bind(py).call1((AppCoroutine::new(coro, finisher),))?;
+            }
+            TaskRunner::Rust(hooks) => RustTask::start(py, hooks, coro, finisher)?,
+        }
+        Ok(())
     }
 }
 
@@ -198,7 +226,7 @@ pub fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny
     }
 }
 
-type Finisher = Box<dyn FnOnce(Python<'_>, Option<PyErr>) + Send + Sync>;
+pub type Finisher = Box<dyn FnOnce(Python<'_>, Option<PyErr>) + Send + Sync>;
 
 /// Wraps an app's coroutine so the task that runs it settles the request natively when the
 /// coroutine ends: no done-callback round trip through the loop, and an app exception is

@@ -10,6 +10,7 @@ mod log;
 mod net;
 mod rsgi;
 mod runtime;
+mod task;
 mod tls;
 mod worker;
 mod ws;
@@ -24,6 +25,7 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<bridge::LoopBridge>()?;
     m.add_class::<bridge::Ready>()?;
+    m.add_class::<task::RustTask>()?;
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;
     m.add_function(wrap_pyfunction!(worker::check_tls, m)?)?;

@@ -101,6 +101,7 @@ pub struct Worker {
     http2: Http2Settings,
     tls: Option<(TlsAcceptor, Arc<str>)>,
     websockets: bool,
+    rust_tasks: bool,
     statics: Option<StaticFiles>,
     access_format: Option<AccessFormat>,
     shutdown: CancellationToken,
@@ -115,10 +116,11 @@ fn app_context(
     app: Py<PyAny>,
     event_loop: &Bound<'_, PyAny>,
     logger: Py<PyAny>,
+    rust_tasks: bool,
 ) -> PyResult<Arc<AppContext>> {
     Ok(Arc::new(AppContext {
         app,
-        handles: LoopHandles::new(event_loop)?,
+        handles: LoopHandles::new(event_loop, rust_tasks)?,
         logger,
         bridge: bridge.queue.clone(),
         listener: Arc::new(ListenerInfo::new(listener.server_address(), scheme)),
@@ -202,7 +204,7 @@ impl Worker {
     #[new]
     #[pyo3(signature = (
         runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2,
-        tls = None, statics = None, access_log_format = None, websockets = true
+        tls = None, statics = None, access_log_format = None, websockets = true, task_impl = "asyncio"
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -217,7 +219,13 @@ impl Worker {
         statics: Option<StaticsTuple>,
         access_log_format: Option<String>,
         websockets: bool,
+        task_impl: &str,
     ) -> PyResult<Self> {
+        let rust_tasks = match task_impl {
+            "asyncio" => false,
+            "rust" => true,
+            other => return Err(PyValueError::new_err(format!("unknown task implementation {other:?}"))),
+        };
         let mode = match runtime_mode {
             "st" => RuntimeMode::St,
             "mt" => RuntimeMode::Mt,
@@ -246,6 +254,7 @@ impl Worker {
         Ok(Self {
             tls,
             websockets,
+            rust_tasks,
             statics,
             access_format,
             runtime: RuntimeConfig {
@@ -291,7 +300,15 @@ impl Worker {
         on_stopped: Py<PyAny>,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let ctx = app_context(self.scheme(), &listener, bridge, app, &event_loop, logger)?;
+        let ctx = app_context(
+            self.scheme(),
+            &listener,
+            bridge,
+            app,
+            &event_loop,
+            logger,
+            self.rust_tasks,
+        )?;
         self.launch(
             listener,
             bridge,
@@ -319,7 +336,15 @@ impl Worker {
         root_path: String,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let ctx = app_context(self.scheme(), &listener, bridge, app, &event_loop, logger)?;
+        let ctx = app_context(
+            self.scheme(),
+            &listener,
+            bridge,
+            app,
+            &event_loop,
+            logger,
+            self.rust_tasks,
+        )?;
         let shared = Arc::new(AsgiShared {
             state,
             root_path,

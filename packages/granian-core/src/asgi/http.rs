@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::ws::{AsgiWebsocket, WsReceive, WsSend};
 use crate::app::AppContext;
-use crate::bridge::{awaitable_iter, resolve, AppCoroutine, Ready};
+use crate::bridge::{resolve, Ready};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
 use crate::http::request::RequestBody;
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
@@ -102,11 +102,8 @@ impl AsgiHandler {
             let receive = Py::new(py, WsReceive(socket.clone()))?;
             let send = Py::new(py, WsSend(socket.clone()))?;
             let coro = ctx.app.bind(py).call1((scope, receive, send))?;
-            let runner = AppCoroutine::new(
-                awaitable_iter(&coro)?.unbind(),
-                Box::new(move |py, error| socket.app_finished(py, error)),
-            );
-            ctx.handles.create_task.bind(py).call1((runner,))?;
+            ctx.handles
+                .spawn(&coro, Box::new(move |py, error| socket.app_finished(py, error)))?;
             Ok(())
         })();
         if let Err(err) = started {
@@ -141,11 +138,8 @@ impl AsgiHandler {
             let send = Py::new(py, Send(request.clone()))?;
             let coro = ctx.app.bind(py).call1((scope, receive, send))?;
             let finished = request.clone();
-            let runner = AppCoroutine::new(
-                awaitable_iter(&coro)?.unbind(),
-                Box::new(move |py, error| finished.app_finished(py, error)),
-            );
-            ctx.handles.create_task.bind(py).call1((runner,))?;
+            ctx.handles
+                .spawn(&coro, Box::new(move |py, error| finished.app_finished(py, error)))?;
             Ok(())
         })();
         if let Err(err) = started {

@@ -17,7 +17,7 @@ use super::scope::Scope;
 use super::ws::WsProtocol;
 use super::{ProtocolClosed, ProtocolError};
 use crate::app::AppContext;
-use crate::bridge::{awaitable_iter, resolve, AppCoroutine, Failed, Ready};
+use crate::bridge::{resolve, Failed, Ready};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
 use crate::http::request::{ReadError, RequestBody};
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
@@ -74,11 +74,8 @@ fn start_websocket(
         let protocol = Py::new(py, WsProtocol::new(ctx.clone(), runtime, response, upgrade))?;
         let coro = ctx.app.bind(py).call1((Py::new(py, scope)?, protocol.clone_ref(py)))?;
         let finished = protocol.clone_ref(py);
-        let runner = AppCoroutine::new(
-            awaitable_iter(&coro)?.unbind(),
-            Box::new(move |py, error| finished.get().app_finished(py, error)),
-        );
-        ctx.handles.create_task.bind(py).call1((runner,))?;
+        ctx.handles
+            .spawn(&coro, Box::new(move |py, error| finished.get().app_finished(py, error)))?;
         Ok(())
     })();
     if let Err(err) = started {
@@ -113,11 +110,8 @@ fn start_request(
         let outcome = (|| -> PyResult<()> {
             let coro = ctx.app.bind(py).call1((Py::new(py, scope)?, protocol.clone_ref(py)))?;
             let finished = protocol.clone_ref(py);
-            let runner = AppCoroutine::new(
-                awaitable_iter(&coro)?.unbind(),
-                Box::new(move |py, error| finished.get().app_finished(py, error)),
-            );
-            ctx.handles.create_task.bind(py).call1((runner,))?;
+            ctx.handles
+                .spawn(&coro, Box::new(move |py, error| finished.get().app_finished(py, error)))?;
             Ok(())
         })();
         if let Err(err) = outcome {

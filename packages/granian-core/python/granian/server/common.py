@@ -212,8 +212,6 @@ class Granian:
             refuse(
                 'env_files', 'loading environment files needs the python-dotenv package: pip install granian[dotenv]'
             )
-        if self.task_impl == TaskImpl.rust:
-            refuse('task_impl', "the 'rust' task implementation is not available in this build: use 'asyncio'")
         if self.url_path_prefix and self.interface == Interfaces.RSGI:
             refuse('url_path_prefix', 'RSGI scopes have no root path: mount the app under the prefix in the app itself')
         if self.reload_on_changes:
@@ -362,6 +360,7 @@ class Granian:
             self._statics,
             (self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
             self.websockets,
+            str(self.task_impl),
         )
 
     # What runs the workers: `mp.py` (processes) and `mt.py` (threads) fill these in.
