@@ -26,6 +26,34 @@ const INCOMING_QUEUE: usize = 64;
 const OUTGOING_QUEUE: usize = 64;
 /// How long a close we sent waits for the client's answer before the connection is dropped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the close for a protocol error waits for the app to take the messages before it.
+const FAIL_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The close frame owed to a client that broke the protocol. It goes out when the app reads
+/// the failure, after the replies to the messages that came before it, or after
+/// [`FAIL_GRACE`] when the app does not read.
+#[derive(Clone)]
+struct PendingClose {
+    frame: Arc<Mutex<Option<Message>>>,
+    outgoing: mpsc::Sender<Message>,
+}
+
+impl PendingClose {
+    fn set(&self, code: u16) {
+        if let Ok(mut frame) = self.frame.lock() {
+            *frame = Some(Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "".into(),
+            })));
+        }
+    }
+
+    fn fire(&self) {
+        if let Some(frame) = self.frame.lock().ok().and_then(|mut f| f.take()) {
+            let _ = self.outgoing.try_send(frame);
+        }
+    }
+}
 
 /// A websocket upgrade request, before the app decided.
 pub struct WsUpgrade {
@@ -93,6 +121,7 @@ pub struct WsChannel {
     outgoing: mpsc::Sender<Message>,
     incoming: Mutex<Option<mpsc::Receiver<WsEvent>>>,
     closed: Mutex<Option<(u16, String)>>,
+    failure_close: PendingClose,
 }
 
 pub enum Sent {
@@ -148,6 +177,7 @@ impl WsChannel {
 
     fn remember(&self, event: WsEvent) -> WsEvent {
         if let WsEvent::Closed(code, reason) = &event {
+            self.failure_close.fire();
             if let Ok(mut closed) = self.closed.lock() {
                 *closed = Some((*code, reason.clone()));
             }
@@ -167,6 +197,11 @@ pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
     let (in_tx, in_rx) = mpsc::channel::<WsEvent>(INCOMING_QUEUE);
     let control = out_tx.clone();
+    let failure_close = PendingClose {
+        frame: Arc::new(Mutex::new(None)),
+        outgoing: out_tx.clone(),
+    };
+    let owed_close = failure_close.clone();
     let reader = tokio::spawn(async move {
         let closed = loop {
             match stream.next().await {
@@ -205,11 +240,15 @@ pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<
                         tokio_tungstenite::tungstenite::Error::Protocol(_) => 1002,
                         _ => 1006,
                     };
-                    // Also stops the writer when the connection is gone (1006): sends then fail.
-                    let _ = control.try_send(Message::Close(Some(CloseFrame {
-                        code: CloseCode::from(if code == 1006 { 1000 } else { code }),
-                        reason: "".into(),
-                    })));
+                    if code == 1006 {
+                        // The connection is gone: stop the writer now, later sends fail.
+                        let _ = control.try_send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::from(1000),
+                            reason: "".into(),
+                        })));
+                    } else {
+                        owed_close.set(code);
+                    }
                     break (code, String::new());
                 }
                 None => {
@@ -218,7 +257,12 @@ pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<
                 }
             }
         };
+        let failed = matches!(closed.0, 1002 | 1007 | 1009);
         let _ = in_tx.send(WsEvent::Closed(closed.0, closed.1)).await;
+        if failed {
+            tokio::time::sleep(FAIL_GRACE).await;
+            owed_close.fire();
+        }
     });
     let reader_abort = reader.abort_handle();
     tokio::spawn(async move {
@@ -243,5 +287,6 @@ pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<
         outgoing: out_tx,
         incoming: Mutex::new(Some(in_rx)),
         closed: Mutex::new(None),
+        failure_close,
     }))
 }
