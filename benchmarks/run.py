@@ -67,8 +67,10 @@ OUR_PACKAGES = ['granian-core', 'granian-rsgi', 'granian-asgi', 'granian-wsgi', 
 GUNICORN_THREADS = 8
 CARGO_NAMES = {'cargo', 'rustc', 'cargo-clippy', 'clippy-driver', 'rustdoc', 'maturin'}
 
-STATIC_FILE = '10k.bin'
 KIB = 1024
+STATIC_FILES = {'10k.bin': 10 * KIB, '100k.bin': 100 * KIB}
+# Variants of a server (an option switched on) take part only in the hello-world scenarios.
+VARIANT_SCENARIOS = ('*-hello',)
 
 
 # -- servers ----------------------------------------------------------------------------------------------------
@@ -93,6 +95,8 @@ class Server:
     command: Callable  # (Server, Scenario, Ctx) -> argv, without the taskset prefix
     label: str = ''
     ceiling: bool = False
+    extra_args: tuple = ()  # a variant: the same server with these options
+    variant_of: str = ''
 
     def bin(self, name: str) -> str:
         return str(ENVS / self.env / 'bin' / name)
@@ -107,7 +111,7 @@ def _granian_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
         cmd += ['--ssl-certificate', str(ctx.cert), '--ssl-keyfile', str(ctx.key)]
     if scenario.static:
         cmd += ['--static-path-mount', str(ctx.static_dir)]
-    return [*cmd, scenario.app]
+    return [*cmd, *server.extra_args, scenario.app]
 
 
 def _uvicorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
@@ -203,6 +207,36 @@ SERVERS = {
             label=f'gunicorn {pinned("gunicorn")} gthread ({GUNICORN_THREADS} threads)',
         ),
         Server('ceiling', '', ALL_INTERFACES, frozenset({'h2'}), _ceiling_cmd, label='ceiling (hyper)', ceiling=True),
+        Server(
+            'ours-rust-tasks',
+            'ours',
+            frozenset({'rsgi', 'asgi'}),
+            frozenset(),
+            _granian_cmd,
+            label='ours --task-impl rust',
+            extra_args=('--task-impl', 'rust'),
+            variant_of='ours',
+        ),
+        Server(
+            'granian-rust-tasks',
+            'granian-pypi',
+            frozenset({'rsgi', 'asgi'}),
+            frozenset(),
+            _granian_cmd,
+            label=f'granian {PEER_VERSION} --task-impl rust',
+            extra_args=('--task-impl', 'rust'),
+            variant_of='granian',
+        ),
+        Server(
+            'ours-access-log',
+            'ours',
+            ALL_INTERFACES,
+            frozenset(),
+            _granian_cmd,
+            label='ours --access-log',
+            extra_args=('--access-log',),
+            variant_of='ours',
+        ),
     ]
 }
 BASELINE = 'granian'
@@ -293,30 +327,42 @@ def build_scenarios() -> Dict[str, Scenario]:
             ),
             Scenario(f'{i}-https', i, hello, 'HTTPS (TLS 1.3, keep-alive), 64 connections', tls=True),
         ]
+        if i == 'rsgi':
+            scenarios.append(
+                Scenario(
+                    'rsgi-https-conn-close',
+                    i,
+                    hello,
+                    'HTTPS, a new connection (TLS 1.3 handshake) per request: handshakes/s',
+                    tls=True,
+                    headers=('Connection: close',),
+                )
+            )
         if i != 'wsgi':
             scenarios.append(
                 Scenario(
                     f'{i}-ws',
                     i,
                     f'{suite}:ws_echo',
-                    'websocket echo: 16 clients, 64-byte text messages, messages/s',
+                    'websocket echo: 64 clients, 64-byte text messages, messages/s',
                     load='ws',
-                    connections=16,
+                    connections=64,
                     needs=frozenset({'ws'}),
                 )
             )
-    scenarios.append(
-        Scenario(
-            'static-10k',
-            'rsgi',
-            apps['hello']['rsgi'],
-            'static file (10 KiB) served by the server itself (--static-path-mount)',
-            path=f'/static/{STATIC_FILE}',
-            static=True,
-            needs=frozenset({'static'}),
-            expect=10 * KIB,
+    for static_file, size in STATIC_FILES.items():
+        scenarios.append(
+            Scenario(
+                f'static-{static_file.split(".")[0]}',
+                'rsgi',
+                apps['hello']['rsgi'],
+                f'static file ({size // KIB} KiB) served by the server itself (--static-path-mount)',
+                path=f'/static/{static_file}',
+                static=True,
+                needs=frozenset({'static'}),
+                expect=size,
+            )
         )
-    )
     for scenario in scenarios:
         if scenario.tls:
             scenario.needs = scenario.needs | {'tls'}
@@ -326,6 +372,7 @@ def build_scenarios() -> Dict[str, Scenario]:
             if scenario.interface in server.interfaces
             and scenario.needs <= server.features
             and (scenario.ceiling or not server.ceiling)
+            and (not server.variant_of or any(fnmatch.fnmatch(scenario.name, p) for p in VARIANT_SCENARIOS))
         ]
     return {scenario.name: scenario for scenario in scenarios}
 
@@ -609,8 +656,9 @@ def ensure_fixtures() -> Ctx:
         sh(str(ENVS / 'tools' / 'bin' / 'python'), '-c', code, str(cert), str(key), str(ca), timeout=120)
     static_dir = ENVS / 'static'
     static_dir.mkdir(parents=True, exist_ok=True)
-    if not (static_dir / STATIC_FILE).exists():
-        (static_dir / STATIC_FILE).write_bytes(b'x' * 10 * KIB)
+    for name, size in STATIC_FILES.items():
+        if not (static_dir / name).exists():
+            (static_dir / name).write_bytes(b'x' * size)
     return Ctx(port=0, cert=cert, key=key, static_dir=static_dir)
 
 

@@ -234,6 +234,30 @@ def test_default_access_log_for_each_interface(start_server, static_dir, interfa
         assert abs((now - logged).total_seconds()) < 3600
 
 
+@pytest.mark.parametrize(
+    ('config', 'expected'),
+    [
+        # The logger's level raised: access lines are dropped, as logging would drop them.
+        ({'loggers': {'granian.access': {'handlers': ['access'], 'level': 'WARNING', 'propagate': False}}}, None),
+        # The default handler kept, with another formatter: the lines go through it.
+        ({'formatters': {'access': {'format': 'VIA-LOGGING %(name)s %(message)s'}}}, 'VIA-LOGGING granian.access ['),
+    ],
+    ids=['level-raised', 'formatter-replaced'],
+)
+def test_access_log_follows_a_changed_logging_setup(start_server, tmp_path, config, expected):
+    config_path = tmp_path / 'log.json'
+    config_path.write_text(json.dumps({'version': 1, **config}))
+    srv = start_server(RSGI_APP, '--log-config', str(config_path), '--access-log')
+    for _ in range(3):
+        served(srv)
+    if expected:
+        wait_for(lambda: srv.log.count(expected) == 3, what='three access lines through logging')
+    log = stopped_log(srv)
+    assert not [line for line in log.splitlines() if DEFAULT_LINE.match(line)], log
+    if expected is None:
+        assert '"GET /ping' not in log
+
+
 def test_no_access_log_by_default(start_server):
     srv = start_server(RSGI_APP)
     served(srv)

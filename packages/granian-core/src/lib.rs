@@ -1,5 +1,6 @@
 //! The `granian._granian` extension module: registers classes and functions, nothing else.
 
+mod access_writer;
 mod app;
 mod asgi;
 mod blocking;

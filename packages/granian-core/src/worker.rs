@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use tokio_rustls::TlsAcceptor;
 
+use crate::access_writer::AccessWriter;
 use crate::blocking::BlockingPool;
 use crate::bridge::{LoopBridge, LoopHandles};
 use crate::files::{Mount, StaticFiles};
@@ -127,6 +128,30 @@ fn app_context(
     }))
 }
 
+/// Where finished access lines go: straight to stdout while `granian.access` has its
+/// default handler, else to that logger on the event loop.
+fn access_emitter(bridge: &LoopBridge) -> PyResult<Box<dyn Fn(String) + Send + Sync>> {
+    let (direct_fd, logger) = Python::attach(|py| -> PyResult<(Option<i32>, Py<PyAny>)> {
+        let log = py.import("granian.log")?;
+        Ok((
+            log.call_method0("direct_access_fd")?.extract()?,
+            log.getattr("access_logger")?.unbind(),
+        ))
+    })?;
+    if let Some(fd) = direct_fd {
+        let writer = AccessWriter::new(fd)?;
+        return Ok(Box::new(move |line| writer.push(&line)));
+    }
+    let logger = Arc::new(logger);
+    let queue = bridge.queue.clone();
+    Ok(Box::new(move |line| {
+        let logger = logger.clone();
+        queue.schedule(Box::new(move |py| {
+            let _ = logger.bind(py).call_method1("info", (line,));
+        }));
+    }))
+}
+
 impl Worker {
     fn scheme(&self) -> &'static str {
         if self.tls.is_some() {
@@ -144,25 +169,10 @@ impl Worker {
         on_stopped: Py<PyAny>,
     ) -> PyResult<()> {
         let access = match &self.access_format {
-            Some(format) => {
-                let logger: Py<PyAny> = Python::attach(|py| -> PyResult<Py<PyAny>> {
-                    Ok(py
-                        .import("logging")?
-                        .call_method1("getLogger", ("granian.access",))?
-                        .unbind())
-                })?;
-                let logger = Arc::new(logger);
-                let queue = bridge.queue.clone();
-                Some(AccessLog {
-                    format: format.clone(),
-                    emit: Box::new(move |line| {
-                        let logger = logger.clone();
-                        queue.schedule(Box::new(move |py| {
-                            let _ = logger.bind(py).call_method1("info", (line,));
-                        }));
-                    }),
-                })
-            }
+            Some(format) => Some(AccessLog {
+                format: format.clone(),
+                emit: access_emitter(bridge)?,
+            }),
             None => None,
         };
         let server = ServerContext {

@@ -68,6 +68,32 @@ def configure_logging(
     if '_granian' not in (config or {}).get('loggers', {}):
         log_config['loggers']['_granian']['level'] = logging.getLevelName(_LEVELS[LogLevels(level)])
     logging.config.dictConfig(log_config)
+    user = config or {}
+    if 'access' not in user.get('handlers', {}) and 'access' not in user.get('formatters', {}):
+        for handler in access_logger.handlers:
+            if handler.get_name() == 'access':
+                handler._granian_plain = True
     if not enabled:
         logger.disabled = True
         access_logger.disabled = True
+
+
+def direct_access_fd() -> Optional[int]:
+    """The descriptor the worker may write access lines to itself, bypassing `logging`.
+
+    Only while `granian.access` is as `configure_logging` left it by default: one plain
+    `%(message)s` handler on a real file or pipe, no filters, not propagating. Any other
+    setup (a `--log-config` handler or formatter, a filter, a raised level) goes through
+    `logging` line by line.
+    """
+    log = access_logger
+    if log.disabled or log.filters or log.propagate or not log.isEnabledFor(logging.INFO) or len(log.handlers) != 1:
+        return None
+    (handler,) = log.handlers
+    if not getattr(handler, '_granian_plain', False) or handler.filters or handler.level > logging.INFO:
+        return None
+    try:
+        handler.flush()
+        return handler.stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
