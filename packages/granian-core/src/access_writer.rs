@@ -3,14 +3,19 @@
 //! Handing every line to Python's `logging` costs a loop job, a log record and a flushed
 //! write per request. While `granian.access` still has the handler the server installed
 //! (plain `%(message)s` lines on stdout), the same bytes are written from here instead:
-//! runtime threads append to a buffer and one thread writes whatever piled up in a single
-//! `write`, so a busy worker pays one syscall per batch and never takes the GIL for it.
+//! runtime threads append to a buffer and one thread writes whatever piled up within
+//! [`BATCH_WINDOW`] in a single `write`, so a busy worker pays one wake-up and one syscall
+//! per window rather than per request, and never takes the GIL for it.
 
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long the first line of a batch waits for others before the batch is written.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
 struct Pending {
@@ -48,6 +53,14 @@ impl AccessWriter {
                         let mut pending = worker.pending.lock().unwrap_or_else(|e| e.into_inner());
                         while pending.lines.is_empty() && !pending.closed {
                             pending = worker.ready.wait(pending).unwrap_or_else(|e| e.into_inner());
+                        }
+                        if !pending.closed {
+                            // Let the batch fill: the lines of this window cost one write.
+                            pending = worker
+                                .ready
+                                .wait_timeout_while(pending, BATCH_WINDOW, |p| !p.closed)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
                         }
                         std::mem::swap(&mut pending.lines, &mut batch);
                         pending.closed
