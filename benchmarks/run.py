@@ -433,6 +433,16 @@ def peak_rss(pid: int) -> Dict[int, int]:
     return peaks
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its descendants so far."""
+    ticks = 0
+    for each in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f'/proc/{each}/stat').read_text().rsplit(')', 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf('SC_CLK_TCK')
+
+
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM to the server's own process group (it was started in a new session), SIGKILL after 10 s;
     then SIGKILL to any descendant that left the group and still runs."""
@@ -830,18 +840,25 @@ def measure(server: Server, scenario: Scenario, ctx: Ctx, args, round_no: int) -
     log = LOGS / f'{scenario.name}--{server.name}--r{round_no}.log'
     proc = start(server, scenario, ctx, args.server_cpus, log)
     try:
-        if scenario.load == 'wrk':
-            if args.warmup > 0:
+        if args.warmup > 0:
+            if scenario.load == 'wrk':
                 load_wrk(scenario, ctx.port, args.warmup, args.load_cpus)
+            elif scenario.load == 'h2load':
+                load_h2load(scenario, ctx.port, args.warmup, args.load_cpus)
+            else:
+                load_ws(scenario, ctx.port, args.warmup, args.load_cpus, max(20, args.ws_messages // 10))
+        # CPU time per request: what a request costs the server, whatever the load generator did.
+        cpu_before = cpu_seconds(proc.pid)
+        if scenario.load == 'wrk':
             run = load_wrk(scenario, ctx.port, args.duration, args.load_cpus)
         elif scenario.load == 'h2load':
-            if args.warmup > 0:
-                load_h2load(scenario, ctx.port, args.warmup, args.load_cpus)
             run = load_h2load(scenario, ctx.port, args.duration, args.load_cpus)
         else:
-            if args.warmup > 0:
-                load_ws(scenario, ctx.port, args.warmup, args.load_cpus, max(20, args.ws_messages // 10))
             run = load_ws(scenario, ctx.port, args.duration, args.load_cpus, args.ws_messages)
+        cpu_used = cpu_seconds(proc.pid) - cpu_before
+        served = run.get('requests') or run['rps'] * args.duration
+        if served:
+            run['cpu_us_per_req'] = round(cpu_used * 1e6 / served, 2)
         peaks = peak_rss(proc.pid)
         if proc.poll() is not None:
             raise RuntimeError(f'server exited with {proc.returncode} during the run: {tail(log)}')
@@ -870,6 +887,11 @@ def summarize(scenario: Scenario, runs: Dict[str, List[dict]]) -> dict:
         'median_p99_ms': {n: statistics.median(r['p99_ms'] for r in rs) for n, rs in ok.items() if rs},
         'errors': {n: sum(r['errors'] for r in rs) for n, rs in ok.items() if rs},
         'peak_rss_kib': {n: max(r['rss_kib'] for r in rs) for n, rs in ok.items() if rs},
+        'median_cpu_us_per_req': {
+            n: statistics.median(r['cpu_us_per_req'] for r in rs if 'cpu_us_per_req' in r)
+            for n, rs in ok.items()
+            if any('cpu_us_per_req' in r for r in rs)
+        },
         'failed_runs': {n: sum(1 for r in rs if 'rps' not in r) for n, rs in runs.items()},
         'ratios': {},
         'median_ratio': {},
@@ -927,7 +949,8 @@ def round_line(runs: Dict[str, List[dict]], round_no: int) -> str:
     parts = []
     for name, rs in runs.items():
         r = rs[round_no - 1]
-        parts.append(f'{name} {r["rps"]:.0f}' if 'rps' in r else f'{name} failed')
+        cpu = f' ({r["cpu_us_per_req"]:.1f} µs)' if 'cpu_us_per_req' in r else ''
+        parts.append(f'{name} {r["rps"]:.0f}{cpu}' if 'rps' in r else f'{name} failed')
     return ', '.join(parts)
 
 
@@ -939,6 +962,9 @@ def scenario_line(summary: dict) -> str:
             continue
         text = f'{name} {summary["median_rps"][name]:.0f}'
         text += f' (p99 {summary["median_p99_ms"][name]:.2f} ms, {summary["peak_rss_kib"][name] / 1024:.0f} MiB'
+        cpu = summary.get('median_cpu_us_per_req', {}).get(name)
+        if cpu is not None:
+            text += f', {cpu:.1f} µs CPU/req'
         if summary['errors'][name]:
             text += f', {summary["errors"][name]} errors'
         parts.append(text + ')')
@@ -1006,7 +1032,14 @@ def render_markdown(data: dict, chart: Optional[str]) -> str:
                     cells.append(f'**{cell}**' if s == 'ours' else cell)
             ratio = r['median_ratio'].get('ours')
             lines.append(f'| {n} | ' + ' | '.join(cells) + f' | {f"{ratio:.2f}" if ratio else "—"} |')
-        lines += ['', 'p50 / p99 latency (ms) and peak RSS (MiB, the server process and its children):', '']
+        lines += [
+            '',
+            (
+                'p50 / p99 latency (ms) · peak RSS (MiB, the server process and its children) · server CPU time '
+                'per request (µs, user + system, all its processes):'
+            ),
+            '',
+        ]
         lines.append('| scenario | ' + ' | '.join(label(s) for s in present) + ' |')
         lines.append('| --- |' + ' ---: |' * len(present))
         for n in names:
@@ -1017,7 +1050,8 @@ def render_markdown(data: dict, chart: Optional[str]) -> str:
                     cells.append('—' if s not in r['servers'] else '✗')
                     continue
                 p50, p99, rss = r['median_p50_ms'][s], r['median_p99_ms'][s], r['peak_rss_kib'][s] / 1024
-                cells.append(f'{p50:.2f} / {p99:.2f} · {rss:.0f}')
+                cpu = r.get('median_cpu_us_per_req', {}).get(s)
+                cells.append(f'{p50:.2f} / {p99:.2f} · {rss:.0f}' + (f' · {cpu:.1f}' if cpu is not None else ''))
             lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
         lines.append('')
     errors = [
