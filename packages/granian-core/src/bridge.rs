@@ -41,12 +41,25 @@ impl BridgeQueue {
     }
 
     /// Queue a job to run on the loop thread. Callable from any thread, GIL or not.
-    pub fn schedule(&self, job: Job) {
+    pub fn schedule(self: &Arc<Self>, job: Job) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).push(job);
         if !self.signaled.swap(true, Ordering::AcqRel) {
-            // A full socket buffer means a wake-up is already pending: nothing lost.
-            let _ = (&self.wake_tx).write(&[1u8]);
+            match tokio::runtime::Handle::try_current() {
+                // On a runtime thread, the wake-up waits behind the tasks already runnable:
+                // the other connections that have a request ready queue theirs first, and
+                // the loop thread, once woken (it takes the core at once), drains them all.
+                Ok(runtime) => {
+                    let queue = self.clone();
+                    runtime.spawn(async move { queue.wake() });
+                }
+                Err(_) => self.wake(),
+            }
         }
+    }
+
+    fn wake(&self) {
+        // A full socket buffer means a wake-up is already pending: nothing lost.
+        let _ = (&self.wake_tx).write(&[1u8]);
     }
 
     fn drain(&self, py: Python<'_>) {
@@ -138,7 +151,7 @@ impl LoopHandles {
 
 /// Completes an asyncio future on the loop thread, unless the app already cancelled it.
 pub fn resolve(
-    queue: &BridgeQueue,
+    queue: &Arc<BridgeQueue>,
     future: Py<PyAny>,
     outcome: impl FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send + 'static,
 ) {
