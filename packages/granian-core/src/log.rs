@@ -146,6 +146,9 @@ impl AccessFormat {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Field(spec) => {
+                    if Self::render_plain(&mut out, spec, record) {
+                        continue;
+                    }
                     let value = match spec.atom {
                         Atom::Addr => Value::Str(record.addr),
                         Atom::Time => Value::Owned(format_time(record.time)),
@@ -164,6 +167,47 @@ impl AccessFormat {
         }
         out
     }
+
+    /// The common fields without width or precision, written in place: no temporary
+    /// strings on the per-request path. `false` when `spec` needs the general route.
+    fn render_plain(out: &mut String, spec: &Spec, record: &AccessRecord<'_>) -> bool {
+        if spec.width != 0 || (spec.precision.is_some() && spec.kind != 'f') {
+            return false;
+        }
+        match (spec.atom, spec.kind) {
+            (Atom::Addr, 's') => out.push_str(record.addr),
+            (Atom::Path, 's') => out.push_str(record.path),
+            (Atom::QueryString, 's') => out.push_str(record.query_string),
+            (Atom::Method, 's') => out.push_str(record.method),
+            (Atom::Scheme, 's') => out.push_str(record.scheme),
+            (Atom::Protocol, 's') => out.push_str(record.protocol),
+            (Atom::Time, 's') => with_formatted_time(record.time, |time| out.push_str(time)),
+            (Atom::Status, 'd' | 'i') => {
+                let _ = write!(out, "{}", record.status);
+            }
+            (Atom::DtMs, 'f') => {
+                let _ = write!(out, "{:.*}", spec.precision.unwrap_or(6), record.dt_ms);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+thread_local! {
+    /// The last second formatted on this thread: consecutive lines mostly share it.
+    static LAST_TIME: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
+fn with_formatted_time(time: SystemTime, use_it: impl FnOnce(&str)) {
+    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    LAST_TIME.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            *last = (secs, format_time(time));
+        }
+        use_it(&last.1);
+    });
 }
 
 enum Value<'a> {

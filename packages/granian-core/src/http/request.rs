@@ -30,6 +30,14 @@ impl RequestBody {
         })))
     }
 
+    /// A body with nothing left to read.
+    pub fn ended() -> Self {
+        Self(Arc::new(Mutex::new(Source {
+            incoming: None,
+            finished: true,
+        })))
+    }
+
     pub fn is_finished(&self) -> bool {
         self.0.lock().map(|s| s.finished).unwrap_or(true)
     }

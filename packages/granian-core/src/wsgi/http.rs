@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
+use hyper::body::{Body as _, Incoming};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -53,8 +54,22 @@ impl Handler for WsgiHandler {
         let guard = DisconnectGuard(state);
         let shared = self.shared.clone();
         let runtime = tokio::runtime::Handle::current();
+        let (parts, incoming) = req.into_parts();
+        // A small body with a known length is read here, on the runtime: the app then reads
+        // it from memory instead of handing each read back and forth between threads.
+        let body = match incoming.size_hint().exact() {
+            Some(len) if len > 0 && len <= PREFETCH_LIMIT => match incoming.collect().await {
+                Ok(collected) => InputSource::Read(collected.to_bytes()),
+                Err(err) => {
+                    log::debug!("the client went away while sending the request body: {err}");
+                    guard.0.complete();
+                    return error_response(StatusCode::BAD_REQUEST);
+                }
+            },
+            _ => InputSource::Streamed(incoming),
+        };
         self.shared.pool.spawn(Box::new(move || {
-            Python::attach(|py| run_request(py, &shared, req, peer, ResponseSlot::new(tx), runtime));
+            Python::attach(|py| run_request(py, &shared, parts, body, peer, ResponseSlot::new(tx), runtime));
         }));
         match rx.await {
             Ok(mut response) => {
@@ -146,22 +161,37 @@ fn build_response(status: StatusCode, headers: HeaderMap, body: ResponseBody) ->
     response
 }
 
+/// Request bodies up to this size (with a content-length) are read before the app runs.
+const PREFETCH_LIMIT: u64 = 64 * 1024;
+
+/// Where `wsgi.input` reads from.
+enum InputSource {
+    Read(Bytes),
+    Streamed(Incoming),
+}
+
 fn run_request(
     py: Python<'_>,
     shared: &Arc<WsgiShared>,
-    req: Request<Incoming>,
+    parts: http::request::Parts,
+    body: InputSource,
     peer: SocketAddr,
     response: ResponseSlot,
     runtime: tokio::runtime::Handle,
 ) {
-    let (parts, body) = req.into_parts();
     let exchange = Arc::new(Exchange {
         head: Mutex::new(Head::default()),
         response,
         stream: StreamSlot::default(),
     });
     let outcome = (|| -> PyResult<()> {
-        let input = Py::new(py, WsgiInput::new(RequestBody::new(body), runtime))?;
+        let input = Py::new(
+            py,
+            match body {
+                InputSource::Read(data) => WsgiInput::read_already(data, runtime),
+                InputSource::Streamed(incoming) => WsgiInput::new(RequestBody::new(incoming), runtime),
+            },
+        )?;
         let environ = environ(py, shared, &parts, peer, input)?;
         let start_response = Py::new(py, StartResponse(exchange.clone()))?;
         let result = shared.app.bind(py).call1((environ, start_response))?;
@@ -472,6 +502,15 @@ impl WsgiInput {
             body,
             runtime,
             buffer: BytesMut::new(),
+        }
+    }
+
+    /// A body the runtime read in full before the app started.
+    fn read_already(data: Bytes, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            body: RequestBody::ended(),
+            runtime,
+            buffer: BytesMut::from(data),
         }
     }
 
