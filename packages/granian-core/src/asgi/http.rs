@@ -18,6 +18,7 @@ use super::ws::{AsgiWebsocket, WsReceive, WsSend};
 use crate::app::AppContext;
 use crate::bridge::{resolve, Ready};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
+use crate::http::pybytes::bytes_of;
 use crate::http::request::RequestBody;
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
@@ -322,10 +323,9 @@ impl AsgiRequest {
             }
             "http.response.body" => {
                 let body = match msg.get_item(intern!(py, "body"))? {
-                    Some(b) => Bytes::copy_from_slice(
+                    Some(b) => bytes_of(
                         b.cast::<PyBytes>()
-                            .map_err(|_| protocol_error("'body' must be bytes"))?
-                            .as_bytes(),
+                            .map_err(|_| protocol_error("'body' must be bytes"))?,
                     ),
                     None => Bytes::new(),
                 };

@@ -1,4 +1,5 @@
 pub mod body;
+pub mod pybytes;
 pub mod request;
 pub mod response;
 pub mod server;

@@ -19,6 +19,7 @@ use super::{ProtocolClosed, ProtocolError};
 use crate::app::AppContext;
 use crate::bridge::{resolve, Failed, Ready};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
+use crate::http::pybytes::bytes_of;
 use crate::http::request::{ReadError, RequestBody};
 use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
@@ -263,7 +264,7 @@ impl HttpProtocol {
 
     #[pyo3(signature = (status, headers, body))]
     fn response_bytes(&self, status: u16, headers: Bound<'_, PyAny>, body: Bound<'_, PyBytes>) -> PyResult<()> {
-        let data = Bytes::copy_from_slice(body.as_bytes());
+        let data = bytes_of(&body);
         self.respond(build_response(status, &headers, ResponseBody::full(data))?)
     }
 
@@ -351,7 +352,7 @@ impl StreamTransport {
 #[pymethods]
 impl StreamTransport {
     fn send_bytes(&self, py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<Py<PyAny>> {
-        self.send(py, Bytes::copy_from_slice(data.as_bytes()))
+        self.send(py, bytes_of(&data))
     }
 
     fn send_str(&self, py: Python<'_>, data: Bound<'_, PyString>) -> PyResult<Py<PyAny>> {

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::app::ListenerInfo;
 use crate::blocking::BlockingPool;
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
+use crate::http::pybytes::bytes_of;
 use crate::http::request::RequestBody;
 use crate::http::response::{file_body, ResponseSlot, StreamSlot};
 use crate::http::server::{error_response, Handler};
@@ -263,16 +264,26 @@ fn chunk_bytes(chunk: &Bound<'_, PyAny>) -> PyResult<Bytes> {
             chunk.get_type().name().map(|n| n.to_string()).unwrap_or_default()
         ))
     })?;
-    Ok(Bytes::copy_from_slice(bytes.as_bytes()))
+    Ok(bytes_of(bytes))
 }
 
-fn join_chunks<'py>(chunks: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> {
+fn join_chunks<'py>(chunks: impl ExactSizeIterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> {
+    let as_bytes = |chunk: &Bound<'py, PyAny>| -> PyResult<Bound<'py, PyBytes>> {
+        chunk
+            .cast::<PyBytes>()
+            .cloned()
+            .map_err(|_| pyo3::exceptions::PyTypeError::new_err("WSGI: response chunks must be bytes"))
+    };
+    if chunks.len() == 1 {
+        // The usual `[body]`: shared with the Python object rather than copied when large.
+        return chunks
+            .map(|chunk| as_bytes(&chunk).map(|b| bytes_of(&b)))
+            .next()
+            .unwrap_or(Ok(Bytes::new()));
+    }
     let mut joined = BytesMut::new();
     for chunk in chunks {
-        let bytes = chunk
-            .cast::<PyBytes>()
-            .map_err(|_| pyo3::exceptions::PyTypeError::new_err("WSGI: response chunks must be bytes"))?;
-        joined.extend_from_slice(bytes.as_bytes());
+        joined.extend_from_slice(as_bytes(&chunk)?.as_bytes());
     }
     Ok(joined.freeze())
 }
@@ -415,7 +426,7 @@ pub struct Write(Arc<Exchange>);
 #[pymethods]
 impl Write {
     fn __call__(&self, py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<()> {
-        let data = Bytes::copy_from_slice(data.as_bytes());
+        let data = bytes_of(&data);
         if !self.0.push(py, data)? {
             return Err(pyo3::exceptions::PyConnectionError::new_err("the client disconnected"));
         }
