@@ -113,13 +113,13 @@ pub struct LoopHandles {
 /// How app coroutines are run: `--task-impl asyncio` or `rust`.
 enum TaskRunner {
     Asyncio { create_task: Py<PyAny> },
-    Rust(TaskHooks),
+    Rust(Arc<TaskHooks>),
 }
 
 impl LoopHandles {
     pub fn new(event_loop: &Bound<'_, PyAny>, rust_tasks: bool) -> PyResult<Self> {
         let runner = if rust_tasks {
-            TaskRunner::Rust(TaskHooks::new(event_loop)?)
+            TaskRunner::Rust(Arc::new(TaskHooks::new(event_loop)?))
         } else {
             TaskRunner::Asyncio {
                 create_task: event_loop.getattr("create_task")?.unbind(),

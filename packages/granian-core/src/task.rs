@@ -9,6 +9,8 @@
 
 use pyo3::exceptions::asyncio::{CancelledError, InvalidStateError};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
+use std::sync::Arc;
+
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 use pyo3::{intern, PyTraverseError, PyVisit};
@@ -45,15 +47,6 @@ impl TaskHooks {
         self.call_soon.call(py, (callback, task), Some(&kwargs))?;
         Ok(())
     }
-
-    fn clone_ref(&self, py: Python<'_>) -> Self {
-        Self {
-            event_loop: self.event_loop.clone_ref(py),
-            enter_task: self.enter_task.clone_ref(py),
-            leave_task: self.leave_task.clone_ref(py),
-            call_soon: self.call_soon.clone_ref(py),
-        }
-    }
 }
 
 /// What one resumption of the coroutine produced.
@@ -66,7 +59,8 @@ enum Step {
 pub struct RustTask {
     coro: Py<PyAny>,
     context: Py<PyAny>,
-    hooks: TaskHooks,
+    /// Shared by every task of the worker: no reference counting per request.
+    hooks: Arc<TaskHooks>,
     finisher: Option<Finisher>,
     name: Option<Py<PyAny>>,
     /// The future the coroutine waits on; cancelling the task cancels it.
@@ -84,7 +78,7 @@ type DoneCallback = (Py<PyAny>, Option<Py<PyAny>>);
 
 impl RustTask {
     /// Wraps `coro` (the iterator of the app's awaitable) and runs its first step now.
-    pub fn start(py: Python<'_>, hooks: &TaskHooks, coro: Py<PyAny>, finisher: Finisher) -> PyResult<()> {
+    pub fn start(py: Python<'_>, hooks: &Arc<TaskHooks>, coro: Py<PyAny>, finisher: Finisher) -> PyResult<()> {
         // SAFETY: returns a new reference to a copy of the running context, or NULL with an
         // exception set.
         let context = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyContext_CopyCurrent())? }.unbind();
@@ -93,7 +87,7 @@ impl RustTask {
             Self {
                 coro,
                 context,
-                hooks: hooks.clone_ref(py),
+                hooks: hooks.clone(),
                 finisher: Some(finisher),
                 name: None,
                 fut_waiter: None,
@@ -152,18 +146,11 @@ impl RustTask {
         if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } != 0 {
             return Step::Finished(Some(PyErr::fetch(py)));
         }
-        let (event_loop, enter, leave) = {
-            let this = task.borrow();
-            (
-                this.hooks.event_loop.clone_ref(py),
-                this.hooks.enter_task.clone_ref(py),
-                this.hooks.leave_task.clone_ref(py),
-            )
-        };
-        let outcome = match enter.call1(py, (&event_loop, task)) {
+        let hooks = task.borrow().hooks.clone();
+        let outcome = match hooks.enter_task.call1(py, (&hooks.event_loop, task)) {
             Ok(_) => {
                 let outcome = body();
-                if let Err(err) = leave.call1(py, (&event_loop, task)) {
+                if let Err(err) = hooks.leave_task.call1(py, (&hooks.event_loop, task)) {
                     err.restore(py);
                     unsafe { pyo3::ffi::PyErr_WriteUnraisable(task.as_ptr()) };
                 }
@@ -181,8 +168,11 @@ impl RustTask {
         let py = task.py();
         if yielded.is_none() {
             // A bare `yield` (asyncio.sleep(0)): give the loop one turn, then go on.
-            let call_soon = task.borrow().hooks.call_soon.clone_ref(py);
-            if let Err(err) = call_soon.call1(py, (task.getattr(intern!(py, "_wakeup")).ok(), py.None())) {
+            let hooks = task.borrow().hooks.clone();
+            if let Err(err) = hooks
+                .call_soon
+                .call1(py, (task.getattr(intern!(py, "_wakeup")).ok(), py.None()))
+            {
                 Self::step(task, Some(err));
             }
             return;
@@ -240,7 +230,7 @@ impl RustTask {
             (
                 this.finisher.take(),
                 std::mem::take(&mut this.done_callbacks),
-                this.hooks.clone_ref(py),
+                this.hooks.clone(),
             )
         };
         if let Some(finish) = finisher {
@@ -349,7 +339,7 @@ impl RustTask {
     #[pyo3(signature = (callback, *, context = None))]
     fn add_done_callback(slf: &Bound<'_, Self>, callback: Py<PyAny>, context: Option<Py<PyAny>>) -> PyResult<()> {
         if slf.borrow().done {
-            let hooks = slf.borrow().hooks.clone_ref(slf.py());
+            let hooks = slf.borrow().hooks.clone();
             hooks.schedule_callback(slf, (callback, context))
         } else {
             slf.borrow_mut().done_callbacks.push((callback, context));

@@ -110,24 +110,6 @@ pub struct Worker {
     pool: Mutex<Option<BlockingPool>>,
 }
 
-fn app_context(
-    scheme: &'static str,
-    listener: &Listener,
-    bridge: &LoopBridge,
-    app: Py<PyAny>,
-    event_loop: &Bound<'_, PyAny>,
-    logger: Py<PyAny>,
-    rust_tasks: bool,
-) -> PyResult<Arc<AppContext>> {
-    Ok(Arc::new(AppContext {
-        app,
-        handles: LoopHandles::new(event_loop, rust_tasks)?,
-        logger,
-        bridge: bridge.queue.clone(),
-        listener: Arc::new(ListenerInfo::new(listener.server_address(), scheme)),
-    }))
-}
-
 /// Where finished access lines go: straight to stdout while `granian.access` has its
 /// default handler, else to that logger on the event loop.
 fn access_emitter(bridge: &LoopBridge) -> PyResult<Box<dyn Fn(String) + Send + Sync>> {
@@ -153,6 +135,24 @@ fn access_emitter(bridge: &LoopBridge) -> PyResult<Box<dyn Fn(String) + Send + S
 }
 
 impl Worker {
+    /// What the requests of one async listener share.
+    fn app_context(
+        &self,
+        listener: &Listener,
+        bridge: &LoopBridge,
+        app: Py<PyAny>,
+        event_loop: &Bound<'_, PyAny>,
+        logger: Py<PyAny>,
+    ) -> PyResult<Arc<AppContext>> {
+        Ok(Arc::new(AppContext {
+            app,
+            handles: LoopHandles::new(event_loop, self.rust_tasks)?,
+            logger,
+            bridge: bridge.queue.clone(),
+            listener: Arc::new(ListenerInfo::new(listener.server_address(), self.scheme())),
+        }))
+    }
+
     fn scheme(&self) -> &'static str {
         if self.tls.is_some() {
             "https"
@@ -310,15 +310,7 @@ impl Worker {
         on_stopped: Py<PyAny>,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let ctx = app_context(
-            self.scheme(),
-            &listener,
-            bridge,
-            app,
-            &event_loop,
-            logger,
-            self.rust_tasks,
-        )?;
+        let ctx = self.app_context(&listener, bridge, app, &event_loop, logger)?;
         self.launch(
             listener,
             bridge,
@@ -346,15 +338,7 @@ impl Worker {
         root_path: String,
     ) -> PyResult<()> {
         let listener = socket.take()?;
-        let ctx = app_context(
-            self.scheme(),
-            &listener,
-            bridge,
-            app,
-            &event_loop,
-            logger,
-            self.rust_tasks,
-        )?;
+        let ctx = self.app_context(&listener, bridge, app, &event_loop, logger)?;
         let shared = Arc::new(AsgiShared {
             state,
             root_path,
