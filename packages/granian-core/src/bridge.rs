@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 
 use crate::task::{RustTask, TaskHooks};
 
@@ -182,6 +183,14 @@ impl Ready {
     }
 }
 
+/// An awaitable that is already done with `value`.
+pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    if value.is_none(py) {
+        return Ok(done(py));
+    }
+    Ok(Py::new(py, Ready::new(value))?.into_any())
+}
+
 #[pymethods]
 impl Ready {
     fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -192,10 +201,42 @@ impl Ready {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<()> {
-        let value = self.value.take().unwrap_or_else(|| py.None());
-        Err(PyStopIteration::new_err((value,)))
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match self.value.take() {
+            // Ending without an exception set is how an iterator returns None: no StopIteration built.
+            Some(value) if !value.is_none(py) => Err(PyStopIteration::new_err((value,))),
+            _ => Ok(None),
+        }
     }
+}
+
+/// The awaitable of every operation that completed with None. It has no state, so one
+/// shared instance serves every await: no object is allocated per send.
+#[pyclass(frozen, module = "granian._granian")]
+pub struct Done;
+
+#[pymethods]
+impl Done {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<Py<PyAny>> {
+        None
+    }
+}
+
+static DONE: PyOnceLock<Py<Done>> = PyOnceLock::new();
+
+/// The shared awaitable that completes at once with None.
+pub fn done(py: Python<'_>) -> Py<PyAny> {
+    DONE.get_or_init(py, || Py::new(py, Done).expect("allocating the shared Done awaitable"))
+        .clone_ref(py)
+        .into_any()
 }
 
 /// An awaitable that raises as soon as it is awaited.

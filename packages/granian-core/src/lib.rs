@@ -19,6 +19,11 @@ mod wsgi;
 
 use pyo3::prelude::*;
 
+// Bodies are allocated on the event-loop thread and freed on a runtime thread (and the
+// reverse): mimalloc returns such blocks to their owner cheaply, glibc's arenas do not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[pymodule]
 fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
@@ -26,6 +31,7 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<bridge::LoopBridge>()?;
     m.add_class::<bridge::Ready>()?;
+    m.add_class::<bridge::Done>()?;
     m.add_class::<task::RustTask>()?;
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;

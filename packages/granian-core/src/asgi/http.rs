@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -16,11 +15,11 @@ use tokio::sync::oneshot;
 
 use super::ws::{AsgiWebsocket, WsReceive, WsSend};
 use crate::app::AppContext;
-use crate::bridge::{resolve, Ready};
+use crate::bridge::{done, ready, resolve};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
-use crate::http::pybytes::bytes_of;
+use crate::http::pybytes::{bytes_of, chunk_of};
 use crate::http::request::RequestBody;
-use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
+use crate::http::response::{file_body, open_file, Chunk, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
 use crate::http::util::{decode_path, version_label};
 use crate::tls::{pem, TlsInfo};
@@ -252,10 +251,6 @@ fn disconnect_message(py: Python<'_>) -> PyResult<Py<PyAny>> {
     Ok(message(py, intern!(py, "http.disconnect"))?.into_any().unbind())
 }
 
-fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-    Ok(Py::new(py, Ready::new(value))?.into_any())
-}
-
 pub(crate) fn protocol_error(msg: impl Into<String>) -> PyErr {
     PyRuntimeError::new_err(format!("ASGI protocol error: {}", msg.into()))
 }
@@ -319,15 +314,19 @@ impl AsgiRequest {
                     None => HeaderMap::new(),
                 };
                 *phase = Phase::Started(status, headers);
-                ready(py, py.None())
+                Ok(done(py))
             }
             "http.response.body" => {
                 let body = match msg.get_item(intern!(py, "body"))? {
-                    Some(b) => bytes_of(
-                        b.cast::<PyBytes>()
+                    Some(b) => Some(
+                        b.cast_into::<PyBytes>()
                             .map_err(|_| protocol_error("'body' must be bytes"))?,
                     ),
-                    None => Bytes::new(),
+                    None => None,
+                };
+                let chunk = || match &body {
+                    Some(b) => chunk_of(b),
+                    None => Chunk::Copy(b""),
                 };
                 let more = match msg.get_item(intern!(py, "more_body"))? {
                     Some(m) => m.is_truthy()?,
@@ -345,17 +344,18 @@ impl AsgiRequest {
                             self.response
                                 .send(response(status, headers, ResponseBody::new(payload)));
                             *phase = Phase::Streaming;
-                            self.push(py, body, false)
+                            self.push(py, chunk(), false)
                         } else {
+                            let body = body.as_ref().map(bytes_of).unwrap_or_default();
                             self.response.send(response(status, headers, ResponseBody::full(body)));
-                            ready(py, py.None())
+                            Ok(done(py))
                         }
                     }
                     Phase::Streaming => {
                         if more {
                             *phase = Phase::Streaming;
                         }
-                        self.push(py, body, !more)
+                        self.push(py, chunk(), !more)
                     }
                 }
             }
@@ -375,7 +375,7 @@ impl AsgiRequest {
                             }
                         };
                         self.response.send(sent);
-                        ready(py, py.None())
+                        Ok(done(py))
                     }
                     other => {
                         *phase = other;
@@ -390,41 +390,27 @@ impl AsgiRequest {
     }
 
     /// Queues a body chunk on the stream; `last` ends the body after it.
-    fn push(&self, py: Python<'_>, data: Bytes, last: bool) -> PyResult<Py<PyAny>> {
-        let outcome = if data.is_empty() {
-            StreamSend::Sent
-        } else {
-            self.stream.send(data)
-        };
+    fn push(&self, py: Python<'_>, data: Chunk<'_>, last: bool) -> PyResult<Py<PyAny>> {
+        let outcome = self.stream.send(data);
         if last {
-            // Queued chunks still reach the client: closing only stops new ones.
-            let stream = self.stream.clone();
-            if let StreamSend::Full(sender, data) = outcome {
-                stream.close();
-                return self.wait_send(py, sender, data);
-            }
-            stream.close();
+            // Queued data still reaches the client: closing only stops new data.
+            self.stream.close();
         }
         match outcome {
-            StreamSend::Sent => ready(py, py.None()),
-            StreamSend::Closed => {
-                // Spec 2.3: sending to a gone client is a no-op.
-                ready(py, py.None())
+            // Spec 2.3: sending to a gone client is a no-op.
+            StreamSend::Sent | StreamSend::Closed => Ok(done(py)),
+            StreamSend::Wait => {
+                let future = self.ctx.handles.future(py)?.unbind();
+                let reply = future.clone_ref(py);
+                let bridge = self.ctx.bridge.clone();
+                let stream = self.stream.clone();
+                self.runtime.spawn(async move {
+                    stream.room().await;
+                    resolve(&bridge, reply, |py| Ok(py.None()));
+                });
+                Ok(future)
             }
-            StreamSend::Full(sender, data) => self.wait_send(py, sender, data),
         }
-    }
-
-    fn wait_send(&self, py: Python<'_>, sender: tokio::sync::mpsc::Sender<Bytes>, data: Bytes) -> PyResult<Py<PyAny>> {
-        let future = self.ctx.handles.future(py)?.unbind();
-        let reply = future.clone_ref(py);
-        let bridge = self.ctx.bridge.clone();
-        self.runtime.spawn(async move {
-            let _ = sender.send(data).await;
-            drop(sender);
-            resolve(&bridge, reply, |py| Ok(py.None()));
-        });
-        Ok(future)
     }
 
     fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {

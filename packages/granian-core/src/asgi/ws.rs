@@ -12,7 +12,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::http::{header_map, protocol_error};
 use crate::app::AppContext;
-use crate::bridge::{resolve, Ready};
+use crate::bridge::{ready, resolve};
 use crate::http::body::ResponseBody;
 use crate::http::response::ResponseSlot;
 use crate::http::server::error_response;
@@ -79,10 +79,6 @@ fn disconnect<'py>(py: Python<'py>, code: u16, reason: &str) -> PyResult<Bound<'
     m.set_item(intern!(py, "code"), code)?;
     m.set_item(intern!(py, "reason"), reason)?;
     Ok(m)
-}
-
-fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-    Ok(Py::new(py, Ready::new(value))?.into_any())
 }
 
 impl AsgiWebsocket {

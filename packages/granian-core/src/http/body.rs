@@ -11,9 +11,9 @@ use futures_util::Stream;
 use http_body::{Body, Frame, SizeHint};
 use pyo3::prelude::*;
 use tokio::io::AsyncRead;
-use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
+use super::response::{StreamRead, StreamReader};
 use crate::bridge::{resolve, BridgeQueue};
 
 pub type FileReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
@@ -21,11 +21,8 @@ pub type FileReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
 pub enum Payload {
     Empty,
     Full(Option<Bytes>),
-    /// A body the app writes chunk by chunk; `aborted` ends it with an error, not an end.
-    Stream {
-        rx: mpsc::Receiver<Bytes>,
-        aborted: Arc<AtomicBool>,
-    },
+    /// A body the app writes piece by piece; an aborted one ends with an error, not an end.
+    Stream(StreamReader),
     File {
         chunks: ReaderStream<FileReader>,
         len: u64,
@@ -66,7 +63,7 @@ impl ResponseBody {
     /// complete ones settle the request right away.
     pub fn watch(&mut self, guard: DisconnectGuard) {
         match self.payload {
-            Payload::Stream { .. } | Payload::File { .. } => self.guard = Some(guard),
+            Payload::Stream(_) | Payload::File { .. } => self.guard = Some(guard),
             Payload::Empty | Payload::Full(_) => guard.0.complete(),
         }
     }
@@ -87,13 +84,13 @@ impl Body for ResponseBody {
         let next = match &mut this.payload {
             Payload::Empty => None,
             Payload::Full(data) => data.take().map(|d| Ok(Frame::data(d))),
-            Payload::Stream { rx, aborted } => match rx.poll_recv(cx) {
+            Payload::Stream(reader) => match reader.poll_read(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(data)) => Some(Ok(Frame::data(data))),
-                Poll::Ready(None) if aborted.load(Ordering::Acquire) => {
+                Poll::Ready(StreamRead::Data(data)) => Some(Ok(Frame::data(data))),
+                Poll::Ready(StreamRead::Aborted) => {
                     Some(Err(std::io::Error::other("the application failed mid-response")))
                 }
-                Poll::Ready(None) => None,
+                Poll::Ready(StreamRead::End) => None,
             },
             Payload::File { chunks, .. } => match Pin::new(chunks).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -115,7 +112,7 @@ impl Body for ResponseBody {
             Payload::Empty | Payload::Full(None) => SizeHint::with_exact(0),
             Payload::Full(Some(data)) => SizeHint::with_exact(data.len() as u64),
             Payload::File { len, .. } => SizeHint::with_exact(*len),
-            Payload::Stream { .. } => SizeHint::default(),
+            Payload::Stream(_) => SizeHint::default(),
         }
     }
 }

@@ -17,11 +17,11 @@ use super::scope::Scope;
 use super::ws::WsProtocol;
 use super::{ProtocolClosed, ProtocolError};
 use crate::app::AppContext;
-use crate::bridge::{resolve, Failed, Ready};
+use crate::bridge::{done, ready, resolve, Failed};
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
-use crate::http::pybytes::bytes_of;
+use crate::http::pybytes::{bytes_of, chunk_of};
 use crate::http::request::{ReadError, RequestBody};
-use crate::http::response::{file_body, open_file, ResponseSlot, StreamSend, StreamSlot};
+use crate::http::response::{file_body, open_file, Chunk, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
 use crate::http::util::check_range;
 use crate::ws::{take_upgrade, WsUpgrade};
@@ -218,10 +218,6 @@ fn build_response(status: u16, headers: &Bound<'_, PyAny>, body: ResponseBody) -
     Ok(response)
 }
 
-fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-    Ok(Py::new(py, Ready::new(value))?.into_any())
-}
-
 #[pymethods]
 impl HttpProtocol {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
@@ -328,19 +324,20 @@ pub struct StreamTransport {
 }
 
 impl StreamTransport {
-    fn send(&self, py: Python<'_>, data: Bytes) -> PyResult<Py<PyAny>> {
+    fn send(&self, py: Python<'_>, data: Chunk<'_>) -> PyResult<Py<PyAny>> {
         match self.stream.send(data) {
-            StreamSend::Sent => ready(py, py.None()),
+            StreamSend::Sent => Ok(done(py)),
             StreamSend::Closed => Err(ProtocolClosed::new_err("the client disconnected")),
-            StreamSend::Full(sender, data) => {
+            StreamSend::Wait => {
                 let future = self.ctx.handles.future(py)?.unbind();
                 let reply = future.clone_ref(py);
                 let bridge = self.ctx.bridge.clone();
+                let stream = self.stream.clone();
                 self.runtime.spawn(async move {
-                    let sent = sender.send(data).await;
-                    resolve(&bridge, reply, move |py| match sent {
-                        Ok(()) => Ok(py.None()),
-                        Err(_) => Err(ProtocolClosed::new_err("the client disconnected")),
+                    let room = stream.room().await;
+                    resolve(&bridge, reply, move |py| match room {
+                        true => Ok(py.None()),
+                        false => Err(ProtocolClosed::new_err("the client disconnected")),
                     });
                 });
                 Ok(future)
@@ -352,10 +349,10 @@ impl StreamTransport {
 #[pymethods]
 impl StreamTransport {
     fn send_bytes(&self, py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<Py<PyAny>> {
-        self.send(py, bytes_of(&data))
+        self.send(py, chunk_of(&data))
     }
 
     fn send_str(&self, py: Python<'_>, data: Bound<'_, PyString>) -> PyResult<Py<PyAny>> {
-        self.send(py, Bytes::copy_from_slice(data.to_str()?.as_bytes()))
+        self.send(py, Chunk::Copy(data.to_str()?.as_bytes()))
     }
 }

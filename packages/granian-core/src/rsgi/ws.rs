@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyString};
 use super::ProtocolClosed;
 use super::ProtocolError;
 use crate::app::AppContext;
-use crate::bridge::{resolve, Ready};
+use crate::bridge::{done, ready, resolve};
 use crate::http::response::ResponseSlot;
 use crate::http::server::error_response;
 use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade};
@@ -136,7 +136,7 @@ pub struct WsTransport {
 impl WsTransport {
     fn send(&self, py: Python<'_>, outgoing: Outgoing) -> PyResult<Py<PyAny>> {
         match self.channel.send(outgoing) {
-            Sent::Queued => Ok(Py::new(py, Ready::new(py.None()))?.into_any()),
+            Sent::Queued => Ok(done(py)),
             Sent::Closed => Err(ProtocolClosed::new_err("the websocket is closed")),
             Sent::Full(sender, message) => {
                 let future = self.ctx.handles.future(py)?.unbind();
@@ -159,7 +159,7 @@ impl WsTransport {
 impl WsTransport {
     fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if let Ok(event) = self.channel.try_receive() {
-            return Ok(Py::new(py, Ready::new(message(py, event)?))?.into_any());
+            return ready(py, message(py, event)?);
         }
         let future = self.ctx.handles.future(py)?.unbind();
         let reply = future.clone_ref(py);

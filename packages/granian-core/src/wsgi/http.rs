@@ -19,9 +19,9 @@ use tokio::sync::oneshot;
 use crate::app::ListenerInfo;
 use crate::blocking::BlockingPool;
 use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
-use crate::http::pybytes::bytes_of;
+use crate::http::pybytes::{bytes_of, chunk_of};
 use crate::http::request::RequestBody;
-use crate::http::response::{file_body, ResponseSlot, StreamSlot};
+use crate::http::response::{file_body, Chunk, ResponseSlot, StreamSend, StreamSlot};
 use crate::http::server::{error_response, Handler};
 
 /// What every request of a WSGI worker shares.
@@ -90,6 +90,8 @@ struct Exchange {
     head: Mutex<Head>,
     response: ResponseSlot,
     stream: StreamSlot,
+    /// Where a writer held back by a slow client waits for room.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Default)]
@@ -143,15 +145,17 @@ impl Exchange {
 
     /// Writes a chunk, waiting (without the GIL) for the client to take it; `false` once the
     /// client is gone.
-    fn push(&self, py: Python<'_>, data: Bytes) -> PyResult<bool> {
+    fn push(&self, py: Python<'_>, data: Chunk<'_>) -> PyResult<bool> {
         self.start_stream()?;
-        if data.is_empty() {
-            return Ok(true);
+        match self.stream.send(data) {
+            StreamSend::Sent => Ok(true),
+            StreamSend::Closed => Ok(false),
+            StreamSend::Wait => {
+                let stream = self.stream.clone();
+                let runtime = self.runtime.clone();
+                Ok(py.detach(move || runtime.block_on(stream.room())))
+            }
         }
-        let Some(sender) = self.stream.sender() else {
-            return Ok(false);
-        };
-        Ok(py.detach(move || sender.blocking_send(data).is_ok()))
     }
 }
 
@@ -184,6 +188,7 @@ fn run_request(
         head: Mutex::new(Head::default()),
         response,
         stream: StreamSlot::default(),
+        runtime: runtime.clone(),
     });
     let outcome = (|| -> PyResult<()> {
         let input = Py::new(
@@ -243,13 +248,13 @@ fn serve_result(py: Python<'_>, exchange: &Exchange, result: &Bound<'_, PyAny>) 
     let mut chunks = result.try_iter()?;
     if single {
         let body = match chunks.next() {
-            Some(chunk) => chunk_bytes(&chunk?)?,
+            Some(chunk) => bytes_of(chunk_bytes(&chunk?)?),
             None => Bytes::new(),
         };
         return exchange.send_full(ResponseBody::full(body));
     }
     for chunk in chunks {
-        if !exchange.push(py, chunk_bytes(&chunk?)?)? {
+        if !exchange.push(py, chunk_of(chunk_bytes(&chunk?)?))? {
             log::debug!("client went away during a WSGI response");
             return Ok(());
         }
@@ -257,14 +262,13 @@ fn serve_result(py: Python<'_>, exchange: &Exchange, result: &Bound<'_, PyAny>) 
     exchange.start_stream()
 }
 
-fn chunk_bytes(chunk: &Bound<'_, PyAny>) -> PyResult<Bytes> {
-    let bytes = chunk.cast::<PyBytes>().map_err(|_| {
+fn chunk_bytes<'a, 'py>(chunk: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    chunk.cast::<PyBytes>().map_err(|_| {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "WSGI: response chunks must be bytes, not {}",
             chunk.get_type().name().map(|n| n.to_string()).unwrap_or_default()
         ))
-    })?;
-    Ok(bytes_of(bytes))
+    })
 }
 
 fn join_chunks<'py>(chunks: impl ExactSizeIterator<Item = Bound<'py, PyAny>>) -> PyResult<Bytes> {
@@ -426,8 +430,7 @@ pub struct Write(Arc<Exchange>);
 #[pymethods]
 impl Write {
     fn __call__(&self, py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<()> {
-        let data = bytes_of(&data);
-        if !self.0.push(py, data)? {
+        if !self.0.push(py, chunk_of(&data))? {
             return Err(pyo3::exceptions::PyConnectionError::new_err("the client disconnected"));
         }
         Ok(())
