@@ -252,6 +252,15 @@ def test_tls13_negotiated_by_default(server, certs):
         assert http1_over(sock).startswith(b'HTTP/1.1 200')
 
 
+def test_server_prefers_aes128_over_the_clients_aes256(server, certs):
+    # OpenSSL clients list TLS_AES_256_GCM_SHA384 first; the server's order picks AES-128.
+    ctx = client_context(certs)
+    assert ctx.get_ciphers()[0]['name'] == 'TLS_AES_256_GCM_SHA384'
+    with tls_connect(server.port, ctx) as sock:
+        assert sock.cipher()[0] == 'TLS_AES_128_GCM_SHA256'
+        assert http1_over(sock).startswith(b'HTTP/1.1 200')
+
+
 def test_tls12_refused_when_minimum_is_tls13(server, certs):
     with pytest.raises(ssl.SSLError):
         tls_connect(server.port, client_context(certs, max_version=ssl.TLSVersion.TLSv1_2))

@@ -84,8 +84,30 @@ fn revocation_lists(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDe
     Ok(crls)
 }
 
+/// The server's order of cipher suites. Clients (OpenSSL among them) list AES-256 first, whose
+/// SHA-384 key schedule runs on *ring*'s portable SHA-512 code on AMD processors; AES-128 with
+/// SHA-256 uses the SHA instructions (server CPU per new connection on an AMD EPYC: 447 -> 357 us).
+/// It is the suite TLS 1.3 requires every implementation to offer.
+fn preferred_suites() -> Vec<rustls::SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite::*;
+    vec![
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+}
+
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: preferred_suites(),
+        ..rustls::crypto::ring::default_provider()
+    });
     let versions: &[&rustls::SupportedProtocolVersion] = if settings.min_tls13 {
         &[&rustls::version::TLS13]
     } else {
@@ -126,6 +148,7 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String
         )
     })?;
     config.alpn_protocols = settings.alpn.clone();
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
