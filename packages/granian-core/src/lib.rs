@@ -19,11 +19,6 @@ mod wsgi;
 
 use pyo3::prelude::*;
 
-// Bodies are allocated on the event-loop thread and freed on a runtime thread (and the
-// reverse): mimalloc returns such blocks to their owner cheaply, glibc's arenas do not.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[pymodule]
 fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
