@@ -7,6 +7,8 @@ request body reached the app.
 
 import os
 
+from tests.apps.lifespan import complete_lifespan
+
 
 def _text(method: str, path: str, body: bytes) -> bytes:
     return f'app:{method} {path} body={len(body)}'.encode()
@@ -23,13 +25,7 @@ async def rsgi_app(scope, proto):
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        while True:
-            message = await receive()
-            if message['type'] == 'lifespan.startup':
-                await send({'type': 'lifespan.startup.complete'})
-            elif message['type'] == 'lifespan.shutdown':
-                await send({'type': 'lifespan.shutdown.complete'})
-                return
+        return await complete_lifespan(receive, send)
     body = b''
     while True:
         message = await receive()

@@ -15,6 +15,8 @@ import json
 import os
 from urllib.parse import parse_qs
 
+from tests.apps.lifespan import complete_lifespan
+
 CHUNK = 64 * 1024
 SMALL_COUNT = 2000
 
@@ -98,13 +100,7 @@ async def next_event(receive) -> str:
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        while True:
-            message = await receive()
-            if message['type'] == 'lifespan.startup':
-                await send({'type': 'lifespan.startup.complete'})
-            elif message['type'] == 'lifespan.shutdown':
-                await send({'type': 'lifespan.shutdown.complete'})
-                return
+        return await complete_lifespan(receive, send)
     query = parse_query(scope['query_string'])
     path = scope['path']
     content_type = b'application/octet-stream' if path == '/pattern' else b'text/plain'

@@ -2,16 +2,12 @@
 
 import json
 
+from tests.apps.lifespan import complete_lifespan
+
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        while True:
-            message = await receive()
-            if message['type'] == 'lifespan.startup':
-                await send({'type': 'lifespan.startup.complete'})
-            elif message['type'] == 'lifespan.shutdown':
-                await send({'type': 'lifespan.shutdown.complete'})
-                return
+        return await complete_lifespan(receive, send)
     body = json.dumps({'scheme': scope['scheme'], 'http_version': scope['http_version']}).encode()
     await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'content-type', b'application/json')]})
     await send({'type': 'http.response.body', 'body': body})

@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 
 from granian.rsgi import ProtocolClosed
 
+from tests.apps.lifespan import complete_lifespan
+
 # How websockets ended, keyed by a test-chosen id (read back through `/recorded?id=`).
 RECORDED: dict = {}
 
@@ -160,16 +162,6 @@ async def _asgi_echo(receive, send) -> dict:
         count += 1
 
 
-async def _asgi_lifespan(receive, send):
-    while True:
-        message = await receive()
-        if message['type'] == 'lifespan.startup':
-            await send({'type': 'lifespan.startup.complete'})
-        elif message['type'] == 'lifespan.shutdown':
-            await send({'type': 'lifespan.shutdown.complete'})
-            return
-
-
 async def _asgi_json(send, data) -> None:
     payload = json.dumps(data).encode()
     await send(
@@ -184,7 +176,7 @@ async def _asgi_json(send, data) -> None:
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        return await _asgi_lifespan(receive, send)
+        return await complete_lifespan(receive, send)
     path = scope['path']
     query = _query(scope['query_string'])
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::bridge::{BridgeQueue, LoopHandles};
+use crate::bridge::{resolve, BridgeQueue, LoopHandles};
+use crate::http::response::StreamSlot;
 
 /// Values fixed for the life of a listener, shared by every request it serves.
 pub struct ListenerInfo {
@@ -57,6 +58,25 @@ impl AppContext {
             }
             None => false,
         }
+    }
+
+    /// A future resolved with None once `stream` has room for more data again; with what
+    /// `gone` gives when the client went away instead.
+    pub fn wait_for_room(
+        &self,
+        py: Python<'_>,
+        runtime: &tokio::runtime::Handle,
+        stream: StreamSlot,
+        gone: fn(Python<'_>) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let future = self.handles.future(py)?.unbind();
+        let reply = future.clone_ref(py);
+        let bridge = self.bridge.clone();
+        runtime.spawn(async move {
+            let room = stream.room().await;
+            resolve(&bridge, reply, move |py| if room { Ok(py.None()) } else { gone(py) });
+        });
+        Ok(future)
     }
 
     /// Logs on `_granian` with the full traceback of `err`.

@@ -399,17 +399,9 @@ impl AsgiRequest {
         match outcome {
             // Spec 2.3: sending to a gone client is a no-op.
             StreamSend::Sent | StreamSend::Closed => Ok(done(py)),
-            StreamSend::Wait => {
-                let future = self.ctx.handles.future(py)?.unbind();
-                let reply = future.clone_ref(py);
-                let bridge = self.ctx.bridge.clone();
-                let stream = self.stream.clone();
-                self.runtime.spawn(async move {
-                    stream.room().await;
-                    resolve(&bridge, reply, |py| Ok(py.None()));
-                });
-                Ok(future)
-            }
+            StreamSend::Wait => self
+                .ctx
+                .wait_for_room(py, &self.runtime, self.stream.clone(), |py| Ok(py.None())),
         }
     }
 

@@ -328,20 +328,9 @@ impl StreamTransport {
         match self.stream.send(data) {
             StreamSend::Sent => Ok(done(py)),
             StreamSend::Closed => Err(ProtocolClosed::new_err("the client disconnected")),
-            StreamSend::Wait => {
-                let future = self.ctx.handles.future(py)?.unbind();
-                let reply = future.clone_ref(py);
-                let bridge = self.ctx.bridge.clone();
-                let stream = self.stream.clone();
-                self.runtime.spawn(async move {
-                    let room = stream.room().await;
-                    resolve(&bridge, reply, move |py| match room {
-                        true => Ok(py.None()),
-                        false => Err(ProtocolClosed::new_err("the client disconnected")),
-                    });
-                });
-                Ok(future)
-            }
+            StreamSend::Wait => self.ctx.wait_for_room(py, &self.runtime, self.stream.clone(), |_| {
+                Err(ProtocolClosed::new_err("the client disconnected"))
+            }),
         }
     }
 }
