@@ -172,15 +172,11 @@ pub fn resolve(
 }
 
 /// An awaitable whose value is already known: awaiting it never touches the event loop.
-#[pyclass(module = "granian._granian")]
+/// It holds no state that awaiting changes, so one shared instance serves every operation
+/// that completed with None (no object allocated per send).
+#[pyclass(frozen, module = "granian._granian")]
 pub struct Ready {
     value: Option<Py<PyAny>>,
-}
-
-impl Ready {
-    pub fn new(value: Py<PyAny>) -> Self {
-        Self { value: Some(value) }
-    }
 }
 
 /// An awaitable that is already done with `value`.
@@ -188,7 +184,18 @@ pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     if value.is_none(py) {
         return Ok(done(py));
     }
-    Ok(Py::new(py, Ready::new(value))?.into_any())
+    Ok(Py::new(py, Ready { value: Some(value) })?.into_any())
+}
+
+static DONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
+
+/// The shared awaitable that completes at once with None.
+pub fn done(py: Python<'_>) -> Py<PyAny> {
+    DONE.get_or_init(py, || {
+        Py::new(py, Ready { value: None }).expect("allocating the shared Ready awaitable")
+    })
+    .clone_ref(py)
+    .into_any()
 }
 
 #[pymethods]
@@ -201,42 +208,13 @@ impl Ready {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match self.value.take() {
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &self.value {
+            Some(value) => Err(PyStopIteration::new_err((value.clone_ref(py),))),
             // Ending without an exception set is how an iterator returns None: no StopIteration built.
-            Some(value) if !value.is_none(py) => Err(PyStopIteration::new_err((value,))),
-            _ => Ok(None),
+            None => Ok(None),
         }
     }
-}
-
-/// The awaitable of every operation that completed with None. It has no state, so one
-/// shared instance serves every await: no object is allocated per send.
-#[pyclass(frozen, module = "granian._granian")]
-pub struct Done;
-
-#[pymethods]
-impl Done {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self) -> Option<Py<PyAny>> {
-        None
-    }
-}
-
-static DONE: PyOnceLock<Py<Done>> = PyOnceLock::new();
-
-/// The shared awaitable that completes at once with None.
-pub fn done(py: Python<'_>) -> Py<PyAny> {
-    DONE.get_or_init(py, || Py::new(py, Done).expect("allocating the shared Done awaitable"))
-        .clone_ref(py)
-        .into_any()
 }
 
 /// An awaitable that raises as soon as it is awaited.

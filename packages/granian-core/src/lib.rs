@@ -26,7 +26,6 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<bridge::LoopBridge>()?;
     m.add_class::<bridge::Ready>()?;
-    m.add_class::<bridge::Done>()?;
     m.add_class::<task::RustTask>()?;
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;
