@@ -24,6 +24,13 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let _ = pyo3_log::try_init();
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Whether this interpreter build has a GIL at all (false on free-threaded builds, even
+    // while the GIL is re-enabled at run time); test suites read it to skip thread tests.
+    let gil_disabled = py
+        .import("sysconfig")?
+        .call_method1("get_config_var", ("Py_GIL_DISABLED",))?
+        .is_truthy()?;
+    m.add("BUILD_GIL", !gil_disabled)?;
     m.add_class::<bridge::LoopBridge>()?;
     m.add_class::<bridge::Ready>()?;
     m.add_class::<task::RustTask>()?;

@@ -255,6 +255,16 @@ pub(crate) fn protocol_error(msg: impl Into<String>) -> PyErr {
     PyRuntimeError::new_err(format!("ASGI protocol error: {}", msg.into()))
 }
 
+/// A message whose type the scope does not take; the text is granian 2.8.7's, which apps may match.
+pub(crate) fn unsupported_message() -> PyErr {
+    PyRuntimeError::new_err("Unsupported ASGI message")
+}
+
+/// A response message out of order; texts as in granian 2.8.7.
+fn flow_error(what: &str) -> PyErr {
+    PyRuntimeError::new_err(format!("ASGI flow error: {what}"))
+}
+
 impl AsgiRequest {
     fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if !self.body.is_finished() {
@@ -301,7 +311,7 @@ impl AsgiRequest {
         match kind.to_str()? {
             "http.response.start" => {
                 if !matches!(*phase, Phase::Start) {
-                    return Err(protocol_error("'http.response.start' sent twice"));
+                    return Err(flow_error("Response already started"));
                 }
                 let status = match msg.get_item(intern!(py, "status"))? {
                     Some(s) => s.extract::<u16>()?,
@@ -335,7 +345,7 @@ impl AsgiRequest {
                 match std::mem::replace(&mut *phase, Phase::Done) {
                     Phase::Start => {
                         *phase = Phase::Start;
-                        Err(protocol_error("'http.response.body' sent before 'http.response.start'"))
+                        Err(flow_error("Response not started"))
                     }
                     Phase::Done => Err(protocol_error("message sent after the response completed")),
                     Phase::Started(status, headers) => {
@@ -385,7 +395,7 @@ impl AsgiRequest {
                     }
                 }
             }
-            other => Err(protocol_error(format!("unexpected message type {other:?}"))),
+            _ => Err(unsupported_message()),
         }
     }
 

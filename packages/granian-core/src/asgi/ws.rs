@@ -10,7 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use super::http::{header_map, protocol_error};
+use super::http::{header_map, protocol_error, unsupported_message};
 use crate::app::AppContext;
 use crate::bridge::{ready, resolve};
 use crate::http::body::ResponseBody;
@@ -292,7 +292,7 @@ impl AsgiWebsocket {
                 }
                 ready(py, py.None())
             }
-            other => Err(protocol_error(format!("unexpected message type {other:?}"))),
+            _ => Err(unsupported_message()),
         }
     }
 

@@ -246,21 +246,46 @@ impl HttpProtocol {
         Ok(future)
     }
 
-    #[pyo3(signature = (status = 200, headers = None))]
+    // Omitted headers and bodies are empty, as in granian 2.8.7 (`...` in the signature: the
+    // default is an empty value, not None).
+    #[pyo3(signature = (status = 200, headers = None), text_signature = "(self, /, status=200, headers=...)")]
     fn response_empty(&self, py: Python<'_>, status: u16, headers: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let headers = headers.unwrap_or_else(|| pyo3::types::PyList::empty(py).into_any());
+        let headers = headers_or_empty(py, headers);
         self.respond(build_response(status, &headers, ResponseBody::empty())?)
     }
 
-    #[pyo3(signature = (status, headers, body))]
-    fn response_str(&self, status: u16, headers: Bound<'_, PyAny>, body: Bound<'_, PyString>) -> PyResult<()> {
-        let data = Bytes::copy_from_slice(body.to_str()?.as_bytes());
+    #[pyo3(
+        signature = (status = 200, headers = None, body = None),
+        text_signature = "(self, /, status=200, headers=..., body=...)"
+    )]
+    fn response_str(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Option<Bound<'_, PyAny>>,
+        body: Option<Bound<'_, PyString>>,
+    ) -> PyResult<()> {
+        let headers = headers_or_empty(py, headers);
+        let data = match body {
+            Some(body) => Bytes::copy_from_slice(body.to_str()?.as_bytes()),
+            None => Bytes::new(),
+        };
         self.respond(build_response(status, &headers, ResponseBody::full(data))?)
     }
 
-    #[pyo3(signature = (status, headers, body))]
-    fn response_bytes(&self, status: u16, headers: Bound<'_, PyAny>, body: Bound<'_, PyBytes>) -> PyResult<()> {
-        let data = bytes_of(&body);
+    #[pyo3(
+        signature = (status = 200, headers = None, body = None),
+        text_signature = "(self, /, status=200, headers=..., body=...)"
+    )]
+    fn response_bytes(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Option<Bound<'_, PyAny>>,
+        body: Option<Bound<'_, PyBytes>>,
+    ) -> PyResult<()> {
+        let headers = headers_or_empty(py, headers);
+        let data = body.map(|body| bytes_of(&body)).unwrap_or_default();
         self.respond(build_response(status, &headers, ResponseBody::full(data))?)
     }
 
@@ -298,8 +323,14 @@ impl HttpProtocol {
         self.respond(response)
     }
 
-    #[pyo3(signature = (status, headers))]
-    fn response_stream(&self, py: Python<'_>, status: u16, headers: Bound<'_, PyAny>) -> PyResult<Py<StreamTransport>> {
+    #[pyo3(signature = (status = 200, headers = None), text_signature = "(self, /, status=200, headers=...)")]
+    fn response_stream(
+        &self,
+        py: Python<'_>,
+        status: u16,
+        headers: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Py<StreamTransport>> {
+        let headers = headers_or_empty(py, headers);
         if !self.response.is_pending() {
             return Err(ProtocolError::new_err("a response was already sent for this request"));
         }
@@ -344,4 +375,8 @@ impl StreamTransport {
     fn send_str(&self, py: Python<'_>, data: Bound<'_, PyString>) -> PyResult<Py<PyAny>> {
         self.send(py, Chunk::Copy(data.to_str()?.as_bytes()))
     }
+}
+
+fn headers_or_empty<'py>(py: Python<'py>, headers: Option<Bound<'py, PyAny>>) -> Bound<'py, PyAny> {
+    headers.unwrap_or_else(|| pyo3::types::PyList::empty(py).into_any())
 }

@@ -8,8 +8,10 @@ inside it, `_RunningWorker` serves: event loop on its thread, native runtimes be
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import os
+import pickle
 import re
 import select
 import signal
@@ -25,7 +27,7 @@ from .._interfaces import load_interface
 from .._internal import load_target
 from .._loops import loops
 from ..constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
-from ..errors import ConfigurationError, FatalError
+from ..errors import ConfigurationError, FatalError, PidFileError
 from ..http import HTTP1Settings, HTTP2Settings
 from ..log import DEFAULT_ACCESSLOG_FMT, LogLevels, configure_logging, logger
 
@@ -36,8 +38,13 @@ def _paths(values: Optional[Sequence[Union[str, Path]]]) -> Optional[List[Path]]
     return [Path(v) for v in values] if values else None
 
 
-class Granian:
-    """The server: `Granian('module:app', **options).serve()`."""
+class AbstractServer:
+    """The server: `Granian('module:app', **options).serve()`.
+
+    `granian.Granian` is the flavour for this interpreter (`MPServer`, or `MTServer` on a
+    free-threaded build); this class holds what they share. Its public methods are those of
+    granian 2.8.7's server, so subclasses written for it keep working.
+    """
 
     def __init__(
         self,
@@ -86,8 +93,12 @@ class Granian:
         env_files: Optional[Sequence[Path]] = None,
         static_path_route: Optional[Sequence[str]] = None,
         static_path_mount: Optional[Sequence[Path]] = None,
-        static_path_expires: int = 86400,
         static_path_dir_to_file: Optional[str] = None,
+        static_path_expires: int = 86400,
+        metrics_enabled: bool = False,
+        metrics_scrape_interval: int = 15,
+        metrics_address: str = '127.0.0.1',
+        metrics_port: int = 9090,
         reload: bool = False,
         reload_paths: Optional[Sequence[Path]] = None,
         reload_ignore_dirs: Optional[Sequence[str]] = None,
@@ -105,18 +116,23 @@ class Granian:
         self.uds = Path(uds) if uds else None
         self.uds_permissions = uds_permissions
         self.interface = Interfaces(interface)
-        self.workers = workers
+        # Values below these minimums are raised to them (with a warning), as granian 2.8.7 does.
+        self.workers = _at_least('workers', workers, 1)
         self.blocking_threads = blocking_threads
         self.blocking_threads_idle_timeout = blocking_threads_idle_timeout
-        self.runtime_threads = runtime_threads
-        self.runtime_blocking_threads = runtime_blocking_threads
+        self.runtime_threads = _at_least('runtime_threads', runtime_threads, 1)
+        self.runtime_blocking_threads = (
+            None
+            if runtime_blocking_threads is None
+            else _at_least('runtime_blocking_threads', runtime_blocking_threads, 1)
+        )
         self.runtime_mode = RuntimeModes(runtime_mode)
         self.loop = Loops(loop)
         self.task_impl = TaskImpl(task_impl)
         self.http = HTTPModes(http)
         self.websockets = websockets
-        self.backlog = backlog
-        self.backpressure = backpressure
+        self.backlog = _at_least('backlog', backlog, 128)
+        self.backpressure = None if backpressure is None else _at_least('backpressure', backpressure, 1)
         self.http1_settings = http1_settings or HTTP1Settings()
         self.http2_settings = http2_settings or HTTP2Settings()
         self.log_enabled = log_enabled
@@ -124,13 +140,9 @@ class Granian:
         self.log_dictconfig = log_dictconfig
         self.log_access = log_access
         self.log_access_format = log_access_format
-        self.ssl_cert = ssl_cert
-        self.ssl_key = ssl_key
-        self.ssl_key_password = ssl_key_password
-        self.ssl_protocol_min = SSLProtocols(ssl_protocol_min)
-        self.ssl_ca = ssl_ca
-        self.ssl_crl = _paths(ssl_crl)
-        self.ssl_client_verify = ssl_client_verify
+        self.build_ssl_context(
+            ssl_cert, ssl_key, ssl_key_password, ssl_protocol_min, ssl_ca, ssl_crl or [], ssl_client_verify
+        )
         self.url_path_prefix = url_path_prefix
         self.respawn_failed_workers = respawn_failed_workers
         self.respawn_interval = respawn_interval
@@ -146,6 +158,10 @@ class Granian:
         self.static_path_mount = _paths(static_path_mount)
         self.static_path_expires = static_path_expires
         self.static_path_dir_to_file = static_path_dir_to_file
+        self.metrics_enabled = metrics_enabled
+        self.metrics_scrape_interval = metrics_scrape_interval
+        self.metrics_address = metrics_address
+        self.metrics_port = metrics_port
         # Not `self.reload`: that name is the reload() method.
         self.reload_on_changes = reload
         self.reload_paths = _paths(reload_paths)
@@ -164,18 +180,26 @@ class Granian:
     def _init_runtime_state(self) -> None:
         self._hooks: Dict[str, List[Hook]] = {'startup': [], 'shutdown': [], 'reload': []}
         self._supervisor: Optional[_Supervisor] = None
+        self._reloader: Optional[_Reloader] = None
+        self._socket: Optional[SocketHolder] = None
+        self._previous_signals: Dict[int, Any] = {}
         self._stop_requested = False
         self._env_keys: Optional[Set[str]] = None
+        self._app_loader: Optional[Callable[[], Any]] = None
 
     def __getstate__(self) -> Dict[str, Any]:
-        # What a worker process receives: the options. Hooks, the reload filter and the
-        # supervisor's state belong to the main process (and may not even pickle).
-        return {k: v for k, v in self.__dict__.items() if not k.startswith('_') and k != 'reload_filter'}
+        # What a worker process receives: the options and the app loader. Hooks, the reload
+        # filter and the supervisor's state belong to the main process (and may not even pickle).
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith('_') and k != 'reload_filter'}
+        state['_app_loader'] = self._app_loader
+        return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        loader = state.pop('_app_loader', None)
         self.__dict__.update(state)
         self.reload_filter = None
         self._init_runtime_state()
+        self._app_loader = loader
 
     # -- validation -------------------------------------------------------------------
 
@@ -183,16 +207,8 @@ class Granian:
         def refuse(option: str, why: str) -> None:
             raise ConfigurationError(f'{option}: {why}')
 
-        if self.workers < 1:
-            refuse('workers', 'must be at least 1')
-        if self.backlog < 128:
-            refuse('backlog', 'must be at least 128')
-        if self.backpressure is not None and self.backpressure < 1:
-            refuse('backpressure', 'must be at least 1')
-        if self.runtime_threads < 1:
-            refuse('runtime_threads', 'must be at least 1')
-        if self.runtime_blocking_threads is not None and self.runtime_blocking_threads < 1:
-            refuse('runtime_blocking_threads', 'must be at least 1')
+        if self.metrics_enabled:
+            refuse('metrics_enabled', 'the Prometheus metrics exporter is not part of this build yet')
         is_async = self.interface in (Interfaces.RSGI, Interfaces.ASGI, Interfaces.ASGINL)
         if is_async and self.blocking_threads not in (None, 1):
             refuse('blocking_threads', f'the {self.interface} interface runs on the event loop: it can only be 1')
@@ -216,8 +232,6 @@ class Granian:
             refuse('url_path_prefix', 'RSGI scopes have no root path: mount the app under the prefix in the app itself')
         if self.reload_on_changes:
             self._validate_reload(refuse)
-        if self.ssl_client_verify and not self.ssl_ca:
-            refuse('ssl_client_verify', 'needs ssl_ca')
         if self.static_path_mount:
             routes = self.static_path_route or ['/static']
             if len(routes) != len(self.static_path_mount) and not (
@@ -236,17 +250,71 @@ class Granian:
                 check_access_log_format(self.log_access_format or DEFAULT_ACCESSLOG_FMT)
             except ValueError as exc:
                 refuse('log_access_format', str(exc))
-        if bool(self.ssl_cert) != bool(self.ssl_key):
-            refuse('ssl_cert' if not self.ssl_cert else 'ssl_key', 'HTTPS needs both ssl_cert and ssl_key')
-        if self._tls is None and (self.ssl_ca or self.ssl_crl or self.ssl_key_password):
-            refuse('ssl_ca' if self.ssl_ca else 'ssl_crl' if self.ssl_crl else 'ssl_key_password', 'needs ssl_cert')
-        if self._tls is not None:
-            try:
-                check_tls(self._tls)
-            except ValueError as exc:
-                raise ConfigurationError(str(exc)) from None
         loops.check(self.loop)
         load_interface(self.interface)
+
+    def build_ssl_context(
+        self,
+        cert: Optional[Path],
+        key: Optional[Path],
+        password: Optional[str],
+        proto: SSLProtocols,
+        ca: Optional[Path],
+        crl: Sequence[Path],
+        client_verify: bool,
+    ) -> None:
+        """Sets (and checks, by loading them) the TLS files the workers serve with.
+
+        Also sets `ssl_ctx`, the summary granian 2.8.7 keeps: (enabled, cert, key, password,
+        minimum protocol, ca, crl, client_verify). Unlike it, a half-made setup (a certificate
+        without its key, a CA or client verification without a certificate, client
+        verification without a CA) is refused rather than served over plain HTTP.
+        """
+        self.ssl_cert = Path(cert) if cert else None
+        self.ssl_key = Path(key) if key else None
+        self.ssl_key_password = password
+        self.ssl_protocol_min = SSLProtocols(proto)
+        self.ssl_ca = Path(ca) if ca else None
+        self.ssl_crl = _paths(crl)
+        self.ssl_client_verify = bool(client_verify)
+
+        def refuse(option: str, why: str) -> None:
+            raise ConfigurationError(f'{option}: {why}')
+
+        if bool(self.ssl_cert) != bool(self.ssl_key):
+            refuse('ssl_cert' if not self.ssl_cert else 'ssl_key', 'HTTPS needs both ssl_cert and ssl_key')
+        if self._tls is None and (self.ssl_ca or self.ssl_crl or self.ssl_key_password or self.ssl_client_verify):
+            option = next(
+                name
+                for name, value in (
+                    ('ssl_ca', self.ssl_ca),
+                    ('ssl_crl', self.ssl_crl),
+                    ('ssl_key_password', self.ssl_key_password),
+                    ('ssl_client_verify', self.ssl_client_verify),
+                )
+                if value
+            )
+            refuse(option, 'needs ssl_cert')
+        if self.ssl_client_verify and not self.ssl_ca:
+            refuse('ssl_client_verify', 'needs ssl_ca')
+        tls = self._tls
+        if tls is not None:
+            try:
+                check_tls(tls)
+            except ValueError as exc:
+                raise ConfigurationError(str(exc)) from None
+            self.ssl_ctx: tuple = (
+                True,
+                str(self.ssl_cert.resolve()),
+                str(self.ssl_key.resolve()),
+                password,
+                str(self.ssl_protocol_min),
+                str(self.ssl_ca.resolve()) if self.ssl_ca else None,
+                [str(path.resolve()) for path in self.ssl_crl or []],
+                self.ssl_client_verify,
+            )
+        else:
+            self.ssl_ctx = (False, None, None, None, str(self.ssl_protocol_min), None, [], False)
 
     def _validate_reload(self, refuse: Callable[[str, str], None]) -> None:
         try:
@@ -368,14 +436,31 @@ class Granian:
 
     def _worker_factory(self, socket: SocketHolder, wake: Callable[[], None]) -> Callable[[int], 'WorkerHandle']:
         """Returns `spawn(slot) -> WorkerHandle` (not started); `wake()` rouses the supervisor."""
-        raise NotImplementedError('use granian.server.Granian, which runs workers as processes or threads')
+        raise NotImplementedError('use granian.Granian, which runs workers as processes or threads')
 
     def _check_ready_worker(self, handle: 'WorkerHandle') -> Optional[str]:
         """A reason to stop the server once `handle` serves, or None."""
         return None
 
-    def serve(self) -> None:
-        """Runs the server until SIGINT/SIGTERM or `stop()`; a failure exits with SystemExit(1)."""
+    def serve(
+        self,
+        spawn_target: Optional[Callable[..., Any]] = None,
+        target_loader: Optional[Callable[..., Any]] = None,
+        wrap_loader: bool = True,
+    ) -> None:
+        """Runs the server until SIGINT/SIGTERM or `stop()`; a failure exits with SystemExit(1).
+
+        `target_loader` replaces how each worker gets the app: it is called in the worker as
+        `target_loader(target)`, or with no argument when `wrap_loader` is false (with
+        processes as workers it must pickle: a module-level function). `spawn_target` (granian
+        2.8.7 hands it its compiled worker internals) has no counterpart here and is refused.
+        """
+        if spawn_target is not None:
+            raise ConfigurationError(
+                "spawn_target: workers run this server's own serve loop and cannot be replaced; "
+                'use target_loader to change how the app is loaded'
+            )
+        self._set_app_loader(target_loader, wrap_loader)
         try:
             configure_logging(self.log_level, self.log_dictconfig, self.log_enabled)
         except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
@@ -392,77 +477,129 @@ class Granian:
                 f'{self.workers} workers for {cpus} CPU cores: more workers than cores rarely adds throughput '
                 'and costs memory; consider more runtime or blocking threads per worker instead'
             )
+        exit_code = 1
+        try:
+            self.startup(spawn_target, self._app_loader)
+            exit_code = self._serve_loop()
+        except FatalError as exc:
+            logger.error(str(exc))
+        finally:
+            self.shutdown(exit_code)
+
+    def _set_app_loader(self, target_loader: Optional[Callable[..., Any]], wrap_loader: bool) -> None:
+        if target_loader is None:
+            self._app_loader = None
+            return
+        if not callable(target_loader):
+            raise ConfigurationError('target_loader: must be callable')
+        loader = functools.partial(target_loader, self.target) if wrap_loader else target_loader
+        if self._worker_kind == 'processes':
+            try:
+                pickle.dumps(loader)
+            except Exception as exc:  # noqa: BLE001 - pickle raises several kinds for the same problem
+                raise ConfigurationError(
+                    f'target_loader: must pickle to reach the worker processes (a module-level function): {exc}'
+                ) from None
+        self._app_loader = loader
+
+    def _load_app(self) -> Any:
+        """In a worker: the application object, from `target_loader` when serve() had one."""
+        if self._app_loader is not None:
+            return self._app_loader()
+        wd = self.working_dir.resolve() if self.working_dir else None
+        if wd is not None:
+            os.chdir(wd)  # `working_dir` is where the app runs, not only where it is imported from
+        return load_target(self.target, wd=wd, factory=self.factory)
+
+    def startup(self, spawn_target: Optional[Callable[..., Any]], target_loader: Optional[Callable[..., Any]]) -> None:
+        """Binds the socket, writes the PID file, takes the signals, runs the startup hooks and
+        starts the workers; `serve()` calls it, then supervises, then calls `shutdown()`."""
+        if target_loader is not None:
+            self._app_loader = target_loader
         try:
             if self.uds:
                 socket = SocketHolder.bind_unix(self.uds, self.uds_permissions, self.backlog)
             else:
                 socket = SocketHolder.bind(self.address, self.port, self.backlog)
         except OSError as exc:
-            logger.error(str(exc))
-            raise SystemExit(1) from None
+            raise FatalError(str(exc)) from None
         logger.info(
             f'Starting granian (interface: {self.interface}, HTTP: {self.http}, loop: {self.loop}, '
             f'workers: {self.workers} ({self._worker_kind}), main PID: {os.getpid()})'
         )
         try:
             self._write_pid_file()
-        except FatalError as exc:
+        except FatalError:
             socket.close()
-            logger.error(str(exc))
-            raise SystemExit(1) from None
-        exit_code = 1
+            raise
+        self._socket = socket
         supervisor = _Supervisor(self)
-        reloader: Optional[_Reloader] = None
-        try:
-            where = f'unix:{self.uds}' if self.uds else f'{self.address}:{socket.port}'
-            logger.info(f'Listening at: {self.scheme}://{where}')
-            with self._main_signals(supervisor):
-                self._supervisor = supervisor
-                self._call_hooks('startup')
-                if self.reload_on_changes:
-                    reloader = _Reloader(self, supervisor)
-                    reloader.start()
-                try:
-                    exit_code = supervisor.run(self._worker_factory(socket, supervisor.wake))
-                except FatalError as exc:
-                    logger.error(str(exc))
-        finally:
-            if reloader is not None:
-                reloader.stop()
-            self._supervisor = None
+        self._supervisor = supervisor
+        where = f'unix:{self.uds}' if self.uds else f'{self.address}:{socket.port}'
+        logger.info(f'Listening at: {self.scheme}://{where}')
+        self._take_signals()
+        self._call_hooks('startup')
+        if self.reload_on_changes:
+            self._reloader = _Reloader(self, supervisor)
+            self._reloader.start()
+        supervisor.start(self._worker_factory(socket, supervisor.wake))
+
+    def _serve_loop(self) -> int:
+        assert self._supervisor is not None
+        return self._supervisor.loop()
+
+    def shutdown(self, exit_code: int = 0) -> None:
+        """Releases what startup() took (workers, socket, PID file, signals), runs the shutdown
+        hooks, and exits with SystemExit(exit_code) when it is not 0."""
+        if self._reloader is not None:
+            self._reloader.stop()
+            self._reloader = None
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.kill_leftovers()
             supervisor.close()
+        socket, self._socket = self._socket, None
+        if socket is not None:
             socket.close()
             if self.uds:
                 with contextlib.suppress(OSError):
                     self.uds.unlink()
             self._remove_pid_file()
-        self._call_hooks('shutdown')
-        logger.info('Shutdown complete')
+        self._give_back_signals()
+        if socket is not None:
+            self._call_hooks('shutdown')
+            logger.info('Shutdown complete')
         if exit_code:
             raise SystemExit(exit_code)
 
-    @contextlib.contextmanager
-    def _main_signals(self, supervisor: '_Supervisor'):
+    def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+        """What SIGINT and SIGTERM do: stop gracefully (a second one kills the workers)."""
+        reason = _signal_name(args[0]) if args else 'interrupt'
+        self._stop_requested = True
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.request('stop', reason, from_signal=True)
+
+    def signal_handler_reload(self, *args: Any, **kwargs: Any) -> None:
+        """What SIGHUP does: replace every worker, new ones first."""
+        reason = _signal_name(args[0]) if args else 'reload'
+        supervisor = self._supervisor
+        if supervisor is not None:
+            supervisor.request('reload', reason)
+
+    def _take_signals(self) -> None:
         """SIGINT/SIGTERM stop the server, SIGHUP reloads it (main thread only: elsewhere, use stop())."""
         if threading.current_thread() is not threading.main_thread():
-            yield
             return
-
-        def on_stop(signum: int, frame: Any) -> None:
-            supervisor.request('stop', signal.Signals(signum).name, from_signal=True)
-
-        def on_reload(signum: int, frame: Any) -> None:
-            supervisor.request('reload', signal.Signals(signum).name)
-
-        handlers = [(signal.SIGINT, on_stop), (signal.SIGTERM, on_stop)]
+        handlers = [(signal.SIGINT, self.signal_handler_interrupt), (signal.SIGTERM, self.signal_handler_interrupt)]
         if hasattr(signal, 'SIGHUP'):
-            handlers.append((signal.SIGHUP, on_reload))
-        previous = {sig: signal.signal(sig, handler) for sig, handler in handlers}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            handlers.append((signal.SIGHUP, self.signal_handler_reload))
+        self._previous_signals = {sig: signal.signal(sig, handler) for sig, handler in handlers}
+
+    def _give_back_signals(self) -> None:
+        previous, self._previous_signals = self._previous_signals, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def _load_env_files(self) -> None:
         """Sets the variables of the env files (later files win), never those the process started with.
@@ -487,7 +624,7 @@ class Granian:
         except (OSError, ValueError):
             old_pid = None
         if old_pid and old_pid != os.getpid() and _pid_alive(old_pid):
-            raise FatalError(f'the PID file {self.pid_file} names a running process ({old_pid}): refusing to start')
+            raise PidFileError(f'the PID file {self.pid_file} names a running process ({old_pid}): refusing to start')
         self.pid_file.write_text(f'{os.getpid()}\n')
 
     def _remove_pid_file(self) -> None:
@@ -496,6 +633,20 @@ class Granian:
         with contextlib.suppress(OSError, ValueError):
             if int(self.pid_file.read_text().strip()) == os.getpid():
                 self.pid_file.unlink()
+
+
+def _signal_name(signum: Any) -> str:
+    try:
+        return signal.Signals(signum).name
+    except (ValueError, TypeError):
+        return str(signum)
+
+
+def _at_least(option: str, value: int, minimum: int) -> int:
+    if value < minimum:
+        logger.warning(f'{option}: {value} is below the minimum of {minimum}, using {minimum}')
+        return minimum
+    return value
 
 
 def _pid_alive(pid: int) -> bool:
@@ -516,7 +667,7 @@ class _RunningWorker:
 
     def __init__(
         self,
-        server: Granian,
+        server: AbstractServer,
         socket: SocketHolder,
         signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
         on_ready: Optional[Callable[[], None]] = None,
@@ -546,7 +697,7 @@ class _RunningWorker:
     def run(self) -> None:
         server = self.server
         interface = load_interface(server.interface)
-        target = load_target(server.target, server.factory, str(server.working_dir) if server.working_dir else None)
+        target = server._load_app()
         app = interface.prepare(target, server)
         loop = loops.get(server.loop)
         self.loop = loop
@@ -634,7 +785,7 @@ class _Reloader:
     """Watches the reload paths on a thread of the main process: each batch of changes asks
     the supervisor for one reload (watchfiles groups a burst of writes into one batch)."""
 
-    def __init__(self, server: Granian, supervisor: '_Supervisor'):
+    def __init__(self, server: AbstractServer, supervisor: '_Supervisor'):
         self.server = server
         self.supervisor = supervisor
         self.paths = server._reload_watch_paths()
@@ -784,7 +935,7 @@ class _Supervisor:
       `reload_ignore_worker_failure`, a serving worker that dies waits for the next change too.
     """
 
-    def __init__(self, server: Granian):
+    def __init__(self, server: AbstractServer):
         self.server = server
         self.slots: Dict[int, Optional[WorkerHandle]] = {}
         self.pending: Optional[WorkerHandle] = None  # a replacement that does not serve yet
@@ -818,27 +969,37 @@ class _Supervisor:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
-    def run(self, spawn: Callable[[int], WorkerHandle]) -> int:
+    def start(self, spawn: Callable[[int], WorkerHandle]) -> None:
+        """Starts the workers (none when a stop came first); loop() then keeps them serving."""
         self.spawn = spawn
+        if self.server._stop_requested:
+            self.stopping = True
+            return
+        for slot in range(1, self.server.workers + 1):
+            self.slots[slot] = self._start(slot)
+        if self.server.workers_max_rss:
+            self.next_rss_sample = time.monotonic() + self.server.rss_sample_interval
+
+    def loop(self) -> int:
         try:
-            if self.server._stop_requested:
-                self.stopping = True
-            else:
-                for slot in range(1, self.server.workers + 1):
-                    self.slots[slot] = self._start(slot)
-                if self.server.workers_max_rss:
-                    self.next_rss_sample = time.monotonic() + self.server.rss_sample_interval
             while not (self.stopping and not self._handles()):
                 self._wait()
                 self._handle_commands()
                 self._check_workers()
                 self._run_timers()
         finally:
-            for handle in self._handles():
-                if handle.is_alive():
-                    handle.kill()
-                handle.close()
+            self.kill_leftovers()
         return self.exit_code
+
+    def kill_leftovers(self) -> None:
+        """Kills what still runs (the loop ended by an exception, or never ran)."""
+        for handle in self._handles():
+            if handle.is_alive():
+                handle.kill()
+            handle.close()
+        self.slots.clear()
+        self.pending = None
+        self.retiring.clear()
 
     def _handles(self) -> List[WorkerHandle]:
         handles = [h for h in self.slots.values() if h is not None]

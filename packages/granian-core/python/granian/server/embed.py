@@ -14,19 +14,28 @@ the caller owns the loop and the process. Options are those of `Granian` where t
 
 import asyncio
 import contextlib
-from typing import Any, Optional, Union
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .._granian import LoopBridge, SocketHolder, Worker
 from .._interfaces import load_interface
-from ..constants import Interfaces
+from ..constants import HTTPModes, Interfaces, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError
-from ..log import configure_logging, logger
-from .common import Granian
+from ..http import HTTP1Settings, HTTP2Settings
+from ..log import LogLevels, configure_logging, logger
+from .common import AbstractServer
 
-# Options that only make sense when Granian owns the process (workers, reloading on changes,
-# process naming, PID files, respawning): refused when set to something else than the default.
-_UNSUPPORTED = {
+_NO_SPAWN_TARGET = (
+    "spawn_target: the embedded worker runs this server's own serve loop and cannot be replaced; "
+    'use factory=True to build the app when it starts'
+)
+
+# Options of `Granian` that only make sense when it owns the process (workers, the loop,
+# reloading on changes, process naming, PID files, respawning): accepted at their default,
+# refused otherwise (granian 2.8.7's embedded server does not take them at all).
+_PROCESS_OPTIONS = {
     'workers': 1,
+    'loop': 'auto',
     'reload': False,
     'pid_file': None,
     'process_name': None,
@@ -34,7 +43,6 @@ _UNSUPPORTED = {
     'workers_lifetime': None,
     'workers_max_rss': None,
     'workers_kill_timeout': None,
-    'factory': False,
 }
 
 
@@ -54,7 +62,7 @@ class _Generation:
             self.native.shutdown()
 
 
-class Server(Granian):
+class Server(AbstractServer):
     """`Server(app, interface='asgi'|'asginl'|'rsgi', **options)`: `await server.serve()` in a running loop.
 
     `stop()` stops gracefully (in-flight requests complete, then `serve()` returns);
@@ -63,7 +71,46 @@ class Server(Granian):
 
     _worker_kind = 'embedded'
 
-    def __init__(self, app: Any, interface: Union[Interfaces, str] = Interfaces.RSGI, **options: Any):
+    def __init__(
+        self,
+        target: Any,
+        address: str = '127.0.0.1',
+        port: int = 8000,
+        uds: Optional[Path] = None,
+        interface: Interfaces = Interfaces.RSGI,
+        blocking_threads: Optional[int] = None,
+        blocking_threads_idle_timeout: int = 30,
+        runtime_threads: int = 1,
+        runtime_blocking_threads: Optional[int] = None,
+        task_impl: TaskImpl = TaskImpl.asyncio,
+        http: HTTPModes = HTTPModes.auto,
+        websockets: bool = True,
+        backlog: int = 128,
+        backpressure: Optional[int] = None,
+        http1_settings: Optional[HTTP1Settings] = None,
+        http2_settings: Optional[HTTP2Settings] = None,
+        log_enabled: bool = True,
+        log_level: LogLevels = LogLevels.info,
+        log_dictconfig: Optional[Dict[str, Any]] = None,
+        log_access: bool = False,
+        log_access_format: Optional[str] = None,
+        ssl_cert: Optional[Path] = None,
+        ssl_key: Optional[Path] = None,
+        ssl_key_password: Optional[str] = None,
+        ssl_protocol_min: SSLProtocols = SSLProtocols.tls13,
+        ssl_ca: Optional[Path] = None,
+        ssl_crl: Optional[List[Path]] = None,
+        ssl_client_verify: bool = False,
+        url_path_prefix: Optional[str] = None,
+        factory: bool = False,
+        static_path_route: Optional[Sequence[str]] = None,
+        static_path_mount: Optional[Sequence[Path]] = None,
+        static_path_dir_to_file: Optional[str] = None,
+        static_path_expires: int = 86400,
+        **options: Any,
+    ):
+        """`target` is the application object (with `factory=True`, a callable returning it,
+        called each time a worker starts: at serve() and at every reload)."""
         try:
             kind = Interfaces(interface)
         except ValueError:
@@ -75,25 +122,71 @@ class Server(Granian):
                 'interface: the embedded server runs on an asyncio event loop and only serves async '
                 "interfaces ('asgi', 'asginl', 'rsgi'): WSGI is not supported, use granian.Granian instead"
             )
-        if 'target' in options:
-            raise ConfigurationError('target: the embedded server takes the application object, not an import string')
-        for option, default in _UNSUPPORTED.items():
-            if option in options and options[option] != default:
+        if factory and not callable(target):
+            raise ConfigurationError('factory: the target must be callable when factory is set')
+        for option, value in options.items():
+            if option not in _PROCESS_OPTIONS:
+                raise TypeError(f"Server() got an unexpected keyword argument '{option}'")
+            if value != _PROCESS_OPTIONS[option]:
                 raise ConfigurationError(
                     f'{option}: not supported by the embedded server (it runs one worker in the caller loop)'
                 )
-        if options.get('loop', 'auto') != 'auto':
-            raise ConfigurationError('loop: the embedded server runs on the caller event loop')
-        self.app = app
-        super().__init__(f'<embedded {type(app).__name__}>', interface=kind, **options)
+        super().__init__(
+            f'<embedded {type(target).__name__}>',
+            address=address,
+            port=port,
+            uds=uds,
+            interface=kind,
+            blocking_threads=blocking_threads,
+            blocking_threads_idle_timeout=blocking_threads_idle_timeout,
+            runtime_threads=runtime_threads,
+            runtime_blocking_threads=runtime_blocking_threads,
+            task_impl=task_impl,
+            http=http,
+            websockets=websockets,
+            backlog=backlog,
+            backpressure=backpressure,
+            http1_settings=http1_settings,
+            http2_settings=http2_settings,
+            log_enabled=log_enabled,
+            log_level=log_level,
+            log_dictconfig=log_dictconfig,
+            log_access=log_access,
+            log_access_format=log_access_format,
+            ssl_cert=ssl_cert,
+            ssl_key=ssl_key,
+            ssl_key_password=ssl_key_password,
+            ssl_protocol_min=ssl_protocol_min,
+            ssl_ca=ssl_ca,
+            ssl_crl=ssl_crl,
+            ssl_client_verify=ssl_client_verify,
+            url_path_prefix=url_path_prefix,
+            factory=factory,
+            static_path_route=static_path_route,
+            static_path_mount=static_path_mount,
+            static_path_dir_to_file=static_path_dir_to_file,
+            static_path_expires=static_path_expires,
+        )
+        self.target = target
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._socket: Optional[SocketHolder] = None
         self._current: Optional[_Generation] = None
         self._retiring: set[asyncio.Task] = set()
         self._serving = False
         self._stop_pending = False
+        self._background: Optional[asyncio.Task] = None
         self.bound_port: Optional[int] = None
         self.started = asyncio.Event()
+
+    @property
+    def app(self) -> Any:
+        """The application object given as `target` (the factory, with `factory=True`)."""
+        return self.target
+
+    def _make_app(self) -> Any:
+        if self._app_loader is not None:
+            return self._app_loader()
+        return self.target() if self.factory else self.target
 
     # -- control (any thread) ------------------------------------------------------------------------------------
 
@@ -129,8 +222,28 @@ class Server(Granian):
 
     # -- serving -------------------------------------------------------------------------------------------------
 
-    async def serve(self) -> None:
+    def startup(self, spawn_target: Optional[Callable[..., Any]], target_loader: Optional[Callable[..., Any]]) -> None:
+        """Starts serving in the background on the running loop; `await shutdown()` ends it."""
+        if spawn_target is not None:
+            raise ConfigurationError(_NO_SPAWN_TARGET)
+        loop = asyncio.get_running_loop()
+        if target_loader is not None:
+            self._app_loader = target_loader
+        self._background = loop.create_task(self.serve())
+
+    async def shutdown(self, exit_code: int = 0) -> None:  # type: ignore[override]
+        """Stops gracefully what startup() started and waits for it; exits when exit_code is not 0."""
+        self.stop()
+        task, self._background = self._background, None
+        if task is not None:
+            await task
+        if exit_code:
+            raise SystemExit(exit_code)
+
+    async def serve(self, spawn_target: Optional[Callable[..., Any]] = None) -> None:  # type: ignore[override]
         """Serves until `stop()`; ASGI lifespan / RSGI init hooks run at start and at the end."""
+        if spawn_target is not None:
+            raise ConfigurationError(_NO_SPAWN_TARGET)
         if self._serving:
             raise RuntimeError('this server is already serving')
         loop = asyncio.get_running_loop()
@@ -212,7 +325,7 @@ class Server(Granian):
     async def _start_generation(self, interface: Any, loop: asyncio.AbstractEventLoop) -> _Generation:
         """Prepares the app, runs its startup (lifespan / `__rsgi_init__`), starts a native worker."""
         assert self._socket is not None
-        app = interface.prepare(self.app, self)
+        app = interface.prepare(self._make_app(), self)
         await _startup(self.interface, app, loop)
         try:
             bridge = LoopBridge()

@@ -21,7 +21,7 @@ from typing import Callable, Dict, List, Optional
 
 from .._granian import SocketHolder
 from ..log import configure_logging, logger
-from .common import Granian, WorkerHandle, _run_worker, _RunningWorker, _set_process_name
+from .common import AbstractServer, WorkerHandle, _run_worker, _RunningWorker, _set_process_name
 
 __all__ = ['MPServer']
 
@@ -37,7 +37,7 @@ _BOOTSTRAP = (
 _READY = b'R'
 
 
-class MPServer(Granian):
+class MPServer(AbstractServer):
     """The server with its workers as processes (the default)."""
 
     _worker_kind = 'processes'

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from .._granian import SocketHolder
 from ..errors import FatalError
 from ..log import logger
-from .common import Granian, WorkerHandle, _run_worker, _RunningWorker
+from .common import AbstractServer, WorkerHandle, _run_worker, _RunningWorker
 
 __all__ = ['MTServer', 'gil_enabled']
 
@@ -35,7 +35,7 @@ _GIL_MESSAGE = (
 )
 
 
-class MTServer(Granian):
+class MTServer(AbstractServer):
     """The server with its workers as threads (picked on free-threaded builds)."""
 
     _worker_kind = 'threads'
