@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -104,6 +105,7 @@ fn start_request(
                 runtime,
                 state,
                 body: RequestBody::new(body),
+                body_taken: AtomicBool::new(false),
                 response,
                 stream: StreamSlot::default(),
             },
@@ -133,6 +135,9 @@ pub struct HttpProtocol {
     runtime: tokio::runtime::Handle,
     state: Arc<RequestState>,
     body: RequestBody,
+    /// `await proto()` hands the whole body once; a second call is an app bug (ProtocolError,
+    /// as in granian 2.8.7) rather than a silent empty body.
+    body_taken: AtomicBool,
     response: ResponseSlot,
     stream: StreamSlot,
 }
@@ -221,6 +226,9 @@ fn build_response(status: u16, headers: &Bound<'_, PyAny>, body: ResponseBody) -
 #[pymethods]
 impl HttpProtocol {
     fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.body_taken.swap(true, Ordering::Relaxed) {
+            return Err(ProtocolError::new_err("the request body was already read"));
+        }
         if self.body.is_finished() {
             return ready(py, PyBytes::new(py, b"").into_any().unbind());
         }

@@ -1,5 +1,6 @@
 //! RSGI websockets: the protocol object (`accept`, `close`) and the transport.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -82,7 +83,19 @@ impl WsProtocol {
             }
             let bridge = ctx.bridge.clone();
             resolve(&bridge, reply, move |py| match channel {
-                Some(channel) => Ok(Py::new(py, WsTransport { ctx, runtime, channel })?.into_any()),
+                Some(channel) => {
+                    let closed = Arc::new(AtomicBool::new(false));
+                    Ok(Py::new(
+                        py,
+                        WsTransport {
+                            ctx,
+                            runtime,
+                            channel,
+                            closed,
+                        },
+                    )?
+                    .into_any())
+                }
                 None => Err(ProtocolClosed::new_err("the websocket upgrade failed")),
             });
         });
@@ -131,9 +144,18 @@ pub struct WsTransport {
     ctx: Arc<AppContext>,
     runtime: tokio::runtime::Handle,
     channel: Arc<WsChannel>,
+    /// Set once the app received the close message: receiving again raises ProtocolClosed
+    /// (as in granian 2.8.7) instead of handing out close messages forever.
+    closed: Arc<AtomicBool>,
 }
 
 impl WsTransport {
+    fn note_close(&self, event: &WsEvent) {
+        if matches!(event, WsEvent::Closed(..)) {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn send(&self, py: Python<'_>, outgoing: Outgoing) -> PyResult<Py<PyAny>> {
         match self.channel.send(outgoing) {
             Sent::Queued => Ok(done(py)),
@@ -158,15 +180,23 @@ impl WsTransport {
 #[pymethods]
 impl WsTransport {
     fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(ProtocolClosed::new_err("the websocket is closed"));
+        }
         if let Ok(event) = self.channel.try_receive() {
+            self.note_close(&event);
             return ready(py, message(py, event)?);
         }
         let future = self.ctx.handles.future(py)?.unbind();
         let reply = future.clone_ref(py);
         let bridge = self.ctx.bridge.clone();
         let channel = self.channel.clone();
+        let closed = self.closed.clone();
         self.runtime.spawn(async move {
             let event = channel.receive().await;
+            if matches!(event, WsEvent::Closed(..)) {
+                closed.store(true, Ordering::Relaxed);
+            }
             resolve(&bridge, reply, move |py| message(py, event));
         });
         Ok(future)
