@@ -8,6 +8,7 @@ import os
 import pathlib
 from typing import ClassVar, Optional
 
+import click
 import granian.cli as granian_cli
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,7 @@ from granian.errors import ConfigurationError, FatalError
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
 
-# (option and metavar, help text, bracketed extras) exactly as the README's `granian --help` shows them.
+# (option and metavar, help text, bracketed extras) as `granian --help` shows them, in its order.
 SEED_OPTIONS = [
     ('--host TEXT', 'Host address to bind to', 'env var: GRANIAN_HOST; default: (127.0.0.1)'),
     ('--port INTEGER', 'Port to bind to.', 'env var: GRANIAN_PORT; default: 8000'),
@@ -41,7 +42,7 @@ SEED_OPTIONS = [
             'The maximum amount of time in seconds (or a human-readable duration) an idle blocking thread will be kept '
             'alive'
         ),
-        'env var: GRANIAN_BLOCKING_THREADS_IDLE_TIMEOUT; default: 30; 10<=x<=600',
+        'env var: GRANIAN_BLOCKING_THREADS_IDLE_TIMEOUT; default: 30; 5<=x<=600',
     ),
     (
         '--runtime-threads INTEGER RANGE',
@@ -188,7 +189,7 @@ SEED_OPTIONS = [
     (
         '--rss-sample-interval DURATION',
         'The sample rate in seconds (or a human-readable duration) for the resource monitor',
-        'env var: GRANIAN_RSS_SAMPLE_INTERVAL; default: 30; 10<=x<=300',
+        'env var: GRANIAN_RSS_SAMPLE_INTERVAL; default: 30; 1<=x<=300',
     ),
     (
         '--rss-samples INTEGER RANGE',
@@ -238,10 +239,31 @@ SEED_OPTIONS = [
         'env var: GRANIAN_STATIC_PATH_MOUNT',
     ),
     (
+        '--static-path-dir-to-file TEXT',
+        'File to serve when a static path is a directory (e.g. index.html)',
+        'env var: GRANIAN_STATIC_PATH_DIR_TO_FILE',
+    ),
+    (
         '--static-path-expires DURATION',
         'Cache headers expiration (in seconds or a human-readable duration) for static file serving. 0 to disable.',
         'env var: GRANIAN_STATIC_PATH_EXPIRES; default: 86400; x>=0',
     ),
+    (
+        '--metrics / --no-metrics',
+        'Serve Prometheus metrics on a separate address (not supported yet: refused at startup)',
+        'env var: GRANIAN_METRICS_ENABLED; default: (disabled)',
+    ),
+    (
+        '--metrics-scrape-interval DURATION',
+        'How often (in seconds or a human-readable duration) the metrics are collected',
+        'env var: GRANIAN_METRICS_SCRAPE_INTERVAL; default: 15; 1<=x<=60',
+    ),
+    (
+        '--metrics-address TEXT',
+        'Address the metrics exporter listens on',
+        'env var: GRANIAN_METRICS_ADDRESS; default: (127.0.0.1)',
+    ),
+    ('--metrics-port INTEGER', 'Port the metrics exporter listens on', 'env var: GRANIAN_METRICS_PORT; default: 9090'),
     (
         '--reload / --no-reload',
         "Enable auto reload on application's files changes (requires granian[reload] extra)",
@@ -338,6 +360,10 @@ DEFAULT_KWARGS = {
     'static_path_mount': None,
     'static_path_expires': 86400,
     'static_path_dir_to_file': None,
+    'metrics_enabled': False,
+    'metrics_scrape_interval': 15,
+    'metrics_address': '127.0.0.1',
+    'metrics_port': 9090,
     'reload': False,
     'reload_paths': None,
     'reload_ignore_dirs': None,
@@ -624,44 +650,139 @@ def test_duration_http2_keep_alive_timeout():
     assert parse(['--http2-keep-alive-timeout', '1h'])['http2_settings'].keep_alive_timeout == 3600
 
 
+# The expected texts below are granian 2.8.7's, as its `granian` prints them.
+
+
 def test_duration_out_of_range_message():
     result = invoke(['--workers-lifetime', '30', 'main:app'])
-    assert_usage_error(result, "Error: Invalid value for '--workers-lifetime': 30 is not in the range x>=60.")
+    assert_usage_error(
+        result,
+        "Error: Invalid value for '--workers-lifetime': '30' is less than the minimum allowed value of 60 seconds\n",
+    )
 
 
 @pytest.mark.parametrize(
-    ('option', 'value', 'shown', 'bounds'),
+    ('option', 'value', 'message'),
     [
-        ('--blocking-threads-idle-timeout', '9', '9', '10<=x<=600'),
-        ('--blocking-threads-idle-timeout', '11m', '660', '10<=x<=600'),
-        ('--http2-keep-alive-timeout', '0', '0', 'x>=1'),
-        ('--rss-sample-interval', '5s', '5', '10<=x<=300'),
-        ('--rss-sample-interval', '1h', '3600', '10<=x<=300'),
-        ('--workers-lifetime', '59s', '59', 'x>=60'),
-        ('--workers-kill-timeout', '0', '0', '1<=x<=1800'),
-        ('--workers-kill-timeout', '1h', '3600', '1<=x<=1800'),
+        ('--blocking-threads-idle-timeout', '4', "'4' is less than the minimum allowed value of 5 seconds"),
+        ('--blocking-threads-idle-timeout', '11m', "'11m' is greater than the maximum allowed value of 600 seconds"),
+        ('--http2-keep-alive-timeout', '0', "'0' is less than the minimum allowed value of 1 seconds"),
+        ('--rss-sample-interval', '0s', "'0s' is less than the minimum allowed value of 1 seconds"),
+        ('--rss-sample-interval', '1h', "'1h' is greater than the maximum allowed value of 300 seconds"),
+        ('--workers-lifetime', '59s', "'59s' is less than the minimum allowed value of 60 seconds"),
+        ('--workers-kill-timeout', '0', "'0' is less than the minimum allowed value of 1 seconds"),
+        ('--workers-kill-timeout', '1h', "'1h' is greater than the maximum allowed value of 1800 seconds"),
+        ('--metrics-scrape-interval', '61', "'61' is greater than the maximum allowed value of 60 seconds"),
+        ('--metrics-scrape-interval', '0', "'0' is less than the minimum allowed value of 1 seconds"),
+        ('--workers-lifetime', '', "'' is less than the minimum allowed value of 60 seconds"),
     ],
 )
-def test_duration_out_of_range(option, value, shown, bounds):
+def test_duration_out_of_range(option, value, message):
     result = invoke([option, value, 'main:app'])
-    assert_usage_error(result, f"Invalid value for '{option}'", f'{shown} is not in the range {bounds}.')
+    assert_usage_error(result, f"Error: Invalid value for '{option}': {message}\n")
+
+
+@pytest.mark.parametrize(
+    'option',
+    [
+        '--blocking-threads-idle-timeout',
+        '--http2-keep-alive-timeout',
+        '--rss-sample-interval',
+        '--workers-lifetime',
+        '--workers-kill-timeout',
+        '--static-path-expires',
+        '--metrics-scrape-interval',
+    ],
+)
+@pytest.mark.parametrize('value', ['abc', '1w', '-5', '1.5h', '30m1h', ' '])
+def test_duration_malformed(option, value):
+    result = invoke([option, value, 'main:app'])
+    assert_usage_error(result, f"Error: Invalid value for '{option}': {value!r} is not a valid duration\n")
+
+
+@pytest.mark.parametrize(
+    ('option', 'value', 'seconds'),
+    [
+        ('--blocking-threads-idle-timeout', '5', 5),
+        ('--blocking-threads-idle-timeout', '600', 600),
+        ('--rss-sample-interval', '1', 1),
+        ('--rss-sample-interval', '5m', 300),
+        ('--workers-kill-timeout', '1000', 1000),
+        ('--static-path-expires', '', 0),
+    ],
+)
+def test_duration_range_bounds_accepted(option, value, seconds):
+    key = option[2:].replace('-', '_')
+    assert parse([option, value])[key] == seconds
 
 
 @pytest.mark.parametrize(
     ('option', 'bounds'),
     [
-        ('--blocking-threads-idle-timeout', '10<=x<=600'),
-        ('--http2-keep-alive-timeout', 'x>=1'),
-        ('--rss-sample-interval', '10<=x<=300'),
-        ('--workers-lifetime', 'x>=60'),
-        ('--workers-kill-timeout', '1<=x<=1800'),
-        ('--static-path-expires', 'x>=0'),
+        ('--blocking-threads-idle-timeout', (5, 600)),
+        ('--rss-sample-interval', (1, 300)),
+        ('--metrics-scrape-interval', (1, 60)),
+        ('--workers-kill-timeout', (1, 1800)),
+        ('--workers-lifetime', (60, None)),
+        ('--http2-keep-alive-timeout', (1, None)),
+        ('--static-path-expires', (0, None)),
     ],
 )
-@pytest.mark.parametrize('value', ['abc', '1w', '-5', '1.5h', '30m1h', ''])
-def test_duration_malformed(option, bounds, value):
-    result = invoke([option, value, 'main:app'])
-    assert_usage_error(result, f"Invalid value for '{option}'", f'{value!r} is not a valid duration', bounds)
+def test_duration_ranges(option, bounds):
+    param = next(p for p in granian_cli.cli.params if option in p.opts)
+    assert isinstance(param.type, granian_cli.Duration)
+    assert (param.type.min, param.type.max) == bounds
+
+
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        (['--workers', '0'], "Invalid value for '--workers': 0 is not in the range x>=1."),
+        (['--runtime-threads', '0'], "Invalid value for '--runtime-threads': 0 is not in the range x>=1."),
+        (['--reload-tick', '49'], "Invalid value for '--reload-tick': 49 is not in the range 50<=x<=5000."),
+        (
+            ['--interface', 'cgi'],
+            "Invalid value for '--interface': 'cgi' is not one of 'asgi', 'asginl', 'rsgi', 'wsgi'.",
+        ),
+        (['--http', '3'], "Invalid value for '--http': '3' is not one of 'auto', '1', '2'."),
+        (
+            ['--log-level', 'loud'],
+            (
+                "Invalid value for '--log-level': 'loud' is not one of "
+                "'critical', 'error', 'warning', 'warn', 'info', 'debug', 'notset'."
+            ),
+        ),
+        (['--port', 'http'], "Invalid value for '--port': 'http' is not a valid integer."),
+        (['--metrics-port', 'abc'], "Invalid value for '--metrics-port': 'abc' is not a valid integer."),
+        (['--respawn-interval', 'soon'], "Invalid value for '--respawn-interval': 'soon' is not a valid float."),
+        (
+            ['--uds-permissions', '0x1ff'],
+            "Invalid value for '--uds-permissions': invalid literal for int() with base 8: '0x1ff'",
+        ),
+        (
+            ['--uds-permissions', 'rw'],
+            "Invalid value for '--uds-permissions': invalid literal for int() with base 10: 'rw'",
+        ),
+        (
+            ['--ssl-certificate', '/nope/cert.pem'],
+            "Invalid value for '--ssl-certificate': File '/nope/cert.pem' does not exist.",
+        ),
+        (['--no-such-option'], "No such option '--no-such-option'."),
+    ],
+)
+def test_message_texts(args, message):
+    result = invoke([*args, 'main:app'])
+    assert_usage_error(result, f'Error: {message}\n')
+    assert result.output.startswith("Usage: granian [OPTIONS] APP\nTry 'granian --help' for help.\n\nError: ")
+
+
+def test_path_kind_messages(tmp_path):
+    path = tmp_path / 'file'
+    path.write_text('x')
+    result = invoke(['--working-dir', str(path), 'main:app'])
+    assert_usage_error(result, f"Error: Invalid value for '--working-dir': Directory '{path}' is a file.\n")
+    result = invoke(['--env-files', str(tmp_path), 'main:app'])
+    assert_usage_error(result, f"Error: Invalid value for '--env-files': File '{tmp_path}' is a directory.\n")
 
 
 def test_integer_range_error():
@@ -693,13 +814,50 @@ def test_env_renamed_flags():
 
 
 def test_env_static_path_mount_list(tmp_path):
+    # Lists of paths are split on os.pathsep (like PATH), lists of words on whitespace.
     first, second = tmp_path / 'a', tmp_path / 'b'
     first.mkdir()
     second.mkdir()
-    env = {'GRANIAN_STATIC_PATH_MOUNT': f'{first} {second}', 'GRANIAN_STATIC_PATH_ROUTE': '/a /b'}
+    env = {'GRANIAN_STATIC_PATH_MOUNT': f'{first}{os.pathsep}{second}', 'GRANIAN_STATIC_PATH_ROUTE': '/a /b'}
     kwargs = parse([], env=env)
     assert kwargs['static_path_mount'] == [first, second]
     assert kwargs['static_path_route'] == ['/a', '/b']
+
+
+def test_env_path_list_keeps_spaces(tmp_path):
+    spaced = tmp_path / 'with space'
+    spaced.mkdir()
+    assert parse([], env={'GRANIAN_RELOAD_PATHS': str(spaced)})['reload_paths'] == [spaced]
+
+
+def test_env_metrics():
+    env = {
+        'GRANIAN_METRICS_ENABLED': 'true',
+        'GRANIAN_METRICS_SCRAPE_INTERVAL': '1m',
+        'GRANIAN_METRICS_ADDRESS': '0.0.0.0',
+        'GRANIAN_METRICS_PORT': '9100',
+    }
+    kwargs = parse([], env=env)
+    assert kwargs['metrics_enabled'] is True
+    assert kwargs['metrics_scrape_interval'] == 60
+    assert kwargs['metrics_address'] == '0.0.0.0'
+    assert kwargs['metrics_port'] == 9100
+
+
+def test_metrics_options():
+    args = ['--metrics', '--metrics-scrape-interval', '30s', '--metrics-address', '::', '--metrics-port', '1']
+    kwargs = parse(args)
+    assert (kwargs['metrics_enabled'], kwargs['metrics_scrape_interval']) == (True, 30)
+    assert (kwargs['metrics_address'], kwargs['metrics_port']) == ('::', 1)
+
+
+def test_no_metrics_wins_over_env():
+    assert parse(['--no-metrics'], env={'GRANIAN_METRICS_ENABLED': '1'})['metrics_enabled'] is False
+
+
+def test_env_metrics_is_not_the_flag_name():
+    # The flag's variable is GRANIAN_METRICS_ENABLED, as --log's is GRANIAN_LOG_ENABLED.
+    assert parse([], env={'GRANIAN_METRICS': 'true'})['metrics_enabled'] is False
 
 
 def test_env_text_lists():
@@ -721,7 +879,17 @@ def test_command_line_wins_over_env():
 
 def test_env_invalid_value_names_option_and_variable():
     result = invoke(['main:app'], env={'GRANIAN_WORKERS_LIFETIME': '10'})
-    assert_usage_error(result, "'--workers-lifetime'", 'GRANIAN_WORKERS_LIFETIME', '10 is not in the range x>=60.')
+    assert_usage_error(
+        result,
+        "Error: Invalid value for '--workers-lifetime' (env var: 'GRANIAN_WORKERS_LIFETIME'): "
+        "'10' is less than the minimum allowed value of 60 seconds\n",
+    )
+
+
+def test_command_line_error_does_not_name_the_variable():
+    # The variable is set but the bad value was typed: the message is about the option only.
+    result = invoke(['--workers', '0', 'main:app'], env={'GRANIAN_WORKERS': '2'})
+    assert_usage_error(result, "Error: Invalid value for '--workers': 0 is not in the range x>=1.\n")
 
 
 def test_env_invalid_choice():
@@ -778,18 +946,56 @@ def test_single_value_option_repeated_keeps_last():
 # other parameter types
 
 
-@pytest.mark.parametrize('value', ['660', '0660', '0o660', '0O660'])
-def test_uds_permissions_octal(value):
-    assert parse(['--uds-permissions', value])['uds_permissions'] == 0o660
+@pytest.mark.parametrize(
+    ('value', 'mode'),
+    [
+        ('0660', 0o660),
+        ('0o660', 0o660),
+        ('0O660', 0o660),
+        ('00', 0),
+        ('0', 0),
+        ('660', 660),
+        ('8', 8),
+        ('4095', 0o7777),
+    ],
+)
+def test_uds_permissions(value, mode):
+    # A leading zero makes the digits octal; without it they are decimal.
+    assert parse(['--uds-permissions', value])['uds_permissions'] == mode
 
 
-def test_uds_permissions_env():
-    assert parse([], env={'GRANIAN_UDS_PERMISSIONS': '600'})['uds_permissions'] == 0o600
+@pytest.mark.parametrize(('value', 'mode'), [('0600', 0o600), ('600', 600)])
+def test_uds_permissions_env(value, mode):
+    assert parse([], env={'GRANIAN_UDS_PERMISSIONS': value})['uds_permissions'] == mode
 
 
-@pytest.mark.parametrize('value', ['8', '9', 'rw', '0x1ff', '-1', '77777'])
+@pytest.mark.parametrize('value', ['08', '0999', 'rw', '0x1ff', '', '-1', '4096', '077777'])
 def test_uds_permissions_invalid(value):
     assert_usage_error(invoke(['--uds-permissions', value, 'main:app']), "Invalid value for '--uds-permissions'")
+
+
+def test_uds_permissions_out_of_range_message():
+    result = invoke(['--uds-permissions', '010000', 'main:app'])
+    assert_usage_error(
+        result, "Error: Invalid value for '--uds-permissions': '010000' is not a valid permission mode (0 to 0o7777)\n"
+    )
+
+
+@pytest.mark.parametrize('option', ['--uds', '--pid-file'])
+def test_writable_path_types(option):
+    param = next(p for p in granian_cli.cli.params if option in p.opts)
+    assert param.type.writable
+
+
+def test_writable_paths(tmp_path):
+    read_only = tmp_path / 'ro'
+    read_only.write_text('')
+    read_only.chmod(0o400)
+    if os.access(read_only, os.W_OK):
+        pytest.skip('running as a user that can write anything')
+    for option in ('--uds', '--pid-file'):
+        result = invoke([option, str(read_only), 'main:app'])
+        assert_usage_error(result, f"Error: Invalid value for '{option}': ", 'is not writable.')
 
 
 def test_log_config_json(tmp_path):
@@ -803,7 +1009,10 @@ def test_log_config_json(tmp_path):
 def test_log_config_bad_json(tmp_path, content):
     path = tmp_path / 'log.json'
     path.write_text(content)
-    assert_usage_error(invoke(['--log-config', str(path), 'main:app']), "Invalid value for '--log-config'")
+    assert_usage_error(
+        invoke(['--log-config', str(path), 'main:app']),
+        "Error: Invalid value for '--log-config': Unable to parse provided logging config (",
+    )
 
 
 def test_missing_files_are_usage_errors(tmp_path):
@@ -904,3 +1113,135 @@ def test_help_option_order_matches_seed():
     result = invoke(['--help'], terminal_width=1000, max_content_width=1000)
     positions = [result.output.index(f'  {decl}') for decl, _, _ in SEED_OPTIONS]
     assert positions == sorted(positions)
+
+
+# the module's helpers: EnumType, OctalIntType, Duration, option
+
+
+@pytest.mark.parametrize(
+    ('option', 'default'),
+    [
+        ('--interface', Interfaces.RSGI),
+        ('--http', HTTPModes.auto),
+        ('--runtime-mode', RuntimeModes.auto),
+        ('--loop', Loops.auto),
+        ('--task-impl', TaskImpl.asyncio),
+        ('--log-level', LogLevels.info),
+        ('--ssl-protocol-min', SSLProtocols.tls13),
+    ],
+)
+def test_enum_option_defaults_are_members(option, default):
+    param = next(p for p in granian_cli.cli.params if option in p.opts)
+    assert isinstance(param.type, granian_cli.EnumType)
+    assert param.default is default
+    assert list(param.type.choices) == [member.value for member in type(default)]
+
+
+@pytest.mark.parametrize('option', ['--uds-permissions', '--http2-keep-alive-interval', '--static-path-dir-to-file'])
+def test_defaults_that_are_none(option):
+    param = next(p for p in granian_cli.cli.params if option in p.opts)
+    assert param.default is None
+
+
+def test_version_flag_default_is_unset():
+    param = next(p for p in granian_cli.cli.params if '--version' in p.opts)
+    assert param.is_flag
+    assert repr(param.default) == 'Sentinel.UNSET'
+    assert parse([])  # an unset --version does not print the version
+
+
+def test_enum_type():
+    enum_type = granian_cli.EnumType(Interfaces)
+    assert enum_type.name == 'choice'
+    assert enum_type.convert('ASGI', None, None) is Interfaces.ASGI
+    assert enum_type.convert(Interfaces.WSGI, None, None) is Interfaces.WSGI
+    assert enum_type.convert(None, None, None) is None
+    with pytest.raises(click.BadParameter, match="'cgi' is not one of 'asgi', 'asginl', 'rsgi', 'wsgi'."):
+        enum_type.convert('cgi', None, None)
+
+
+def test_enum_type_case_sensitive():
+    enum_type = granian_cli.EnumType(HTTPModes, case_sensitive=True)
+    assert enum_type.convert('auto', None, None) is HTTPModes.auto
+    with pytest.raises(click.BadParameter):
+        enum_type.convert('AUTO', None, None)
+
+
+def test_octal_int_type():
+    octal = granian_cli.OctalIntType()
+    assert octal.name == 'Octal integer'
+    assert octal.convert('0755', None, None) == 0o755
+    assert octal.convert('0o755', None, None) == 0o755
+    assert octal.convert('493', None, None) == 0o755
+    assert octal.convert(0o600, None, None) == 0o600
+    assert octal.convert(None, None, None) is None
+    with pytest.raises(click.BadParameter, match=r"invalid literal for int\(\) with base 8: '0o9'"):
+        octal.convert('0o9', None, None)
+
+
+def test_duration_type():
+    duration = granian_cli.Duration(5, 600)
+    assert duration.name == 'duration'
+    assert (duration.min, duration.max, duration.min_open, duration.max_open, duration.clamp) == (
+        5,
+        600,
+        False,
+        False,
+        False,
+    )
+    assert duration.convert('1m30s', None, None) == 90
+    assert duration.convert(30, None, None) == 30
+    assert duration.convert(None, None, None) is None
+    with pytest.raises(click.BadParameter, match='^4 is less than the minimum allowed value of 5 seconds$'):
+        duration.convert(4, None, None)
+    assert granian_cli.Duration().convert('7d', None, None) == 604800
+
+
+def test_option_helper_conventions():
+    @click.command()
+    @granian_cli.option('--mode', type=granian_cli.EnumType(HTTPModes), default=HTTPModes.http2, help='Mode')
+    @granian_cli.option('--fast/--no-fast', default=True, help='Fast')
+    @granian_cli.option('--name', default='web', help='Name')
+    @granian_cli.option('--count', type=int, help='Count', show_envvar=False)
+    def command(mode, fast, name, count):
+        click.echo(f'{mode!r} {fast} {name} {count}')
+
+    params = {param.name: param for param in command.params}
+    assert all(param.show_envvar for param in params.values())
+    assert params['mode'].show_default == '2'
+    assert params['fast'].show_default == 'enabled'
+    assert params['name'].show_default == 'web'
+    assert params['count'].show_default is None
+    assert params['mode'].envvar is None  # named by the command's auto_envvar_prefix
+
+    runner = CliRunner()
+    result = runner.invoke(command, [], env={'APP_MODE': '1', 'APP_COUNT': '3'}, auto_envvar_prefix='APP')
+    assert result.output == "<HTTPModes.http1: '1'> True web 3\n"
+    text = ' '.join(runner.invoke(command, ['--help'], auto_envvar_prefix='APP', terminal_width=1000).output.split())
+    assert 'Mode [env var: APP_MODE; default: (2)]' in text
+    assert 'Fast [env var: APP_FAST; default: (enabled)]' in text
+    assert 'Count [env var: APP_COUNT]' in text
+
+
+def test_option_helper_cls():
+    class Marked(click.Option):
+        pass
+
+    @click.command()
+    @granian_cli.option('--x', cls=Marked, default=1)
+    def command(x):
+        pass
+
+    assert type(command.params[0]) is Marked
+
+
+def test_python_dash_m_names_the_program():
+    import subprocess
+    import sys
+
+    from granian import __version__
+
+    out = subprocess.run(
+        [sys.executable, '-m', 'granian', '--version'], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout == f'python -m granian {__version__}\n'

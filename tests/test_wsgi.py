@@ -684,7 +684,7 @@ def test_blocking_pool_grows_under_a_burst_with_an_idle_thread(api_server, tmp_p
 
 
 def test_blocking_threads_idle_timeout_cli_range():
-    for value in ('5', '601'):
+    for value in ('4', '601'):
         result = subprocess.run(
             granian_cmd('--interface', 'wsgi', '--blocking-threads-idle-timeout', value, APP),
             check=False,

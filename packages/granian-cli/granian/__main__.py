@@ -1,4 +1,4 @@
-from granian.cli import cli
+from granian.cli import entrypoint
 
-# A fixed prog name: click would otherwise call it `python -m granian` in usage and --version.
-cli(prog_name='granian')
+# Click names the program after how it was started: `python -m granian` in usage and --version.
+entrypoint()

@@ -5,19 +5,32 @@ Nothing here runs server logic: every option ends up as a keyword argument of `G
 """
 
 import json
-import os
 import pathlib
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from enum import Enum
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 import click
+from click._utils import UNSET
+from click.core import ParameterSource
 from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from granian.errors import ConfigurationError, FatalError
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
 from granian.server import Granian
 
-__all__ = ['Duration', 'OctalInt', 'build_kwargs', 'cli', 'entrypoint', 'parse_duration']
+__all__ = [
+    'Duration',
+    'EnumType',
+    'OctalIntType',
+    'build_kwargs',
+    'cli',
+    'entrypoint',
+    'option',
+    'parse_duration',
+]
+
+_Decorated = TypeVar('_Decorated', bound=Callable[..., Any])
 
 
 # Units in the only order accepted: each at most once, largest first, so `1h30m` reads
@@ -42,53 +55,106 @@ def parse_duration(value: str) -> int:
 
 
 class Duration(click.IntRange):
-    """A number of seconds, written plainly or as a human-readable duration.
+    """A number of seconds, written plainly or as a human-readable duration, within `min`..`max`.
 
-    Subclassing IntRange makes click render and enforce the range exactly as it does for
-    INTEGER RANGE options (`10<=x<=600` in the help, the same out-of-range message).
+    Subclassing IntRange makes click render the bounds in the help as it does for INTEGER
+    RANGE options (`5<=x<=600`); the messages name the value as it was given.
     """
 
     name = 'duration'
 
+    def __init__(self, min: Optional[int] = None, max: Optional[int] = None) -> None:
+        super().__init__(min, max)
+
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if value is None:
+            return None
         # Defaults are already ints; bool is excluded because it is an int subclass.
         if isinstance(value, int) and not isinstance(value, bool):
-            return super().convert(value, param, ctx)
-        try:
-            seconds = parse_duration(str(value))
-        except ValueError:
-            self.fail(
-                f'{value!r} is not a valid duration (use seconds or units like 30s, 5m, 2h, 1d, 1h30m); '
-                f'allowed range: {self._describe_range()}.',
-                param,
-                ctx,
-            )
-        return super().convert(seconds, param, ctx)
+            seconds = value
+        elif value == '':
+            # An empty value is zero seconds, as granian 2.8.7 reads it.
+            seconds = 0
+        else:
+            try:
+                seconds = parse_duration(str(value))
+            except ValueError:
+                self.fail(f'{value!r} is not a valid duration', param, ctx)
+        if self.min is not None and seconds < self.min:
+            self.fail(f'{value!r} is less than the minimum allowed value of {self.min} seconds', param, ctx)
+        if self.max is not None and seconds > self.max:
+            self.fail(f'{value!r} is greater than the maximum allowed value of {self.max} seconds', param, ctx)
+        return seconds
 
 
-class OctalInt(click.ParamType):
-    """File permission bits, always read as octal: `660`, `0660` and `0o660` are the same."""
+class EnumType(click.Choice):
+    """A case-insensitive choice among the values of `enum`, converted to its member."""
 
-    name = 'octal integer'
+    def __init__(self, enum: Type[Enum], case_sensitive: bool = False) -> None:
+        self._enum = enum
+        super().__init__([member.value for member in enum], case_sensitive=case_sensitive)
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
+        # Defaults are members already.
+        if value is None or isinstance(value, self._enum):
             return value
-        text = str(value).strip().lower()
-        text = text.removeprefix('0o')
-        try:
-            rv = int(text, 8)
-        except ValueError:
-            self.fail(f'{value!r} is not a valid octal integer.', param, ctx)
-        if not 0 <= rv <= 0o7777:
-            self.fail(f'{value!r} is not a valid permission mode (0 to 7777 octal).', param, ctx)
-        return rv
+        return self._enum(super().convert(value, param, ctx))
 
 
-class _Path(click.Path):
-    # Click splits env vars of path lists on os.pathsep; ours are whitespace-separated
-    # like every other multi-value GRANIAN_* variable.
-    envvar_list_splitter = None
+class OctalIntType(click.ParamType):
+    """Unix permission bits: octal when written with a leading zero (`0660`, `0o660`), decimal otherwise.
+
+    The same reading as granian 2.8.7, so that one configuration means the same mode on both;
+    a mode outside 0..0o7777 is refused rather than handed to chmod.
+    """
+
+    name = 'Octal integer'
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            mode = value
+        elif isinstance(value, str):
+            try:
+                mode = int(value, 8 if value.startswith('0') else 10)
+            except ValueError as exc:
+                # Python's own wording (`invalid literal for int() with base 8: '0x1ff'`).
+                self.fail(str(exc), param, ctx)
+        else:
+            self.fail(f'{value!r} is not a valid integer', param, ctx)
+        if not 0 <= mode <= 0o7777:
+            self.fail(f'{value!r} is not a valid permission mode (0 to 0o7777)', param, ctx)
+        return mode
+
+
+def _shown_default(value: Any) -> Any:
+    """What the help prints as an option's default: flags as enabled/disabled, enums by value."""
+    if isinstance(value, bool):
+        return 'enabled' if value else 'disabled'
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _help_conventions(attrs: Dict[str, Any]) -> Dict[str, Any]:
+    # Every option shows its env var; one with a default shows it in the form above.
+    attrs['show_envvar'] = True
+    if 'default' in attrs:
+        attrs['show_default'] = _shown_default(attrs['default'])
+    return attrs
+
+
+def option(
+    *param_decls: str, cls: Optional[Type[click.Option]] = None, **attrs: Any
+) -> Callable[[_Decorated], _Decorated]:
+    """`click.option` with the help conventions of the `granian` command.
+
+    The env var is always shown, and a default as `enabled`/`disabled` for flags, by value
+    for enums. The env var's name comes from the `auto_envvar_prefix` the command is run
+    with, unless `envvar=` names one.
+    """
+    return click.option(*param_decls, cls=cls, **_help_conventions(attrs))
 
 
 class _Argument(click.Argument):
@@ -116,13 +182,37 @@ class GranianCommand(click.Command):
 
 
 class _Option(click.Option):
+    """Names its env var in an error only when the bad value came from that variable.
+
+    Click names it in every error of an option that shows it, even for a value typed on
+    the command line.
+    """
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> Tuple[Any, ParameterSource]:
+        value, source = super().consume_value(ctx, opts)
+        ctx.meta[f'granian.cli.source.{self.name}'] = source
+        return value, source
+
     def get_error_hint(self, ctx: Optional[click.Context]) -> str:
-        # Click names the env var in every error of an option that shows it, even when the
-        # bad value was typed on the command line; name it only when it is actually set.
         hint = click.Parameter.get_error_hint(self, ctx)
-        if isinstance(self.envvar, str) and os.environ.get(self.envvar):
+        if ctx is not None and ctx.meta.get(f'granian.cli.source.{self.name}') is ParameterSource.ENVIRONMENT:
             hint += f" (env var: '{self.envvar}')"
         return hint
+
+
+class _VersionOption(click.Option):
+    def __init__(self) -> None:
+        super().__init__(
+            ['--version'],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_show_version,
+            help='Show the version and exit.',
+        )
+        # Click 8.5 leaves a flag declared without a default unset (read as off) where 8.4
+        # stores False; unset is what the option table of granian 2.8.7 shows.
+        self.default = UNSET
 
 
 def _load_log_config(ctx: click.Context, param: click.Parameter, value: Optional[pathlib.Path]) -> Optional[dict]:
@@ -132,14 +222,16 @@ def _load_log_config(ctx: click.Context, param: click.Parameter, value: Optional
         with open(value, encoding='utf-8') as fh:
             data = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise click.BadParameter(f'cannot load JSON from {str(value)!r}: {exc}', ctx=ctx, param=param) from None
-    # logging.config.dictConfig needs a mapping: catch a list or a scalar here, not at startup.
-    if not isinstance(data, dict):
-        raise click.BadParameter(f'{str(value)!r} must contain a JSON object.', ctx=ctx, param=param)
-    return data
+        problem = f'cannot load JSON from {str(value)!r}: {exc}'
+    else:
+        # logging.config.dictConfig needs a mapping: catch a list or a scalar here, not at startup.
+        if isinstance(data, dict):
+            return data
+        problem = f'{str(value)!r} must contain a JSON object'
+    raise click.BadParameter(f'Unable to parse provided logging config ({problem}).', ctx=ctx, param=param)
 
 
-def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+def _show_version(ctx: click.Context, param: click.Parameter, value: Optional[bool]) -> None:
     if not value or ctx.resilient_parsing:
         return
     # Imported here so the version is read only when asked for.
@@ -149,58 +241,51 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: bool) -> No
     ctx.exit()
 
 
-def _opt(decls: str, envvar: Optional[str], help: str, **kwargs: Any) -> click.Option:
-    """An option with the `[env var: ...; default: ...]` help suffix the README shows."""
+def _opt(decls: str, envvar: str, help: str, **kwargs: Any) -> click.Option:
+    """An option with the `[env var: ...; default: ...]` help suffix of `option`, under its env var."""
     kwargs.setdefault('show_default', True)
-    if envvar is not None:
-        kwargs['envvar'] = envvar
-        kwargs['show_envvar'] = True
-    return _Option(decls.split(), help=help, **kwargs)
+    return _Option(decls.split(), help=help, envvar=envvar, **_help_conventions(kwargs))
 
 
 def _flag(name: str, envvar: str, help: str, default: bool) -> click.Option:
-    return _opt(
-        f'--{name}/--no-{name}',
-        envvar,
-        help,
-        default=default,
-        show_default='enabled' if default else 'disabled',
-    )
+    return _opt(f'--{name}/--no-{name}', envvar, help, default=default)
 
 
-def _choice(values: Sequence[str]) -> click.Choice:
-    return click.Choice(list(values), case_sensitive=False)
+def _file(**kwargs: Any) -> click.Path:
+    return click.Path(dir_okay=False, path_type=pathlib.Path, **kwargs)
 
 
-def _file(**kwargs: Any) -> _Path:
-    return _Path(dir_okay=False, path_type=pathlib.Path, **kwargs)
-
-
-def _dir(**kwargs: Any) -> _Path:
-    return _Path(file_okay=False, path_type=pathlib.Path, **kwargs)
+def _dir(**kwargs: Any) -> click.Path:
+    return click.Path(file_okay=False, path_type=pathlib.Path, **kwargs)
 
 
 _PARAMS: List[click.Parameter] = [
     _Argument(['app'], required=True, help='Application target to serve.'),
-    _opt('--host', 'GRANIAN_HOST', 'Host address to bind to', default='127.0.0.1', show_default='127.0.0.1'),
+    _opt('--host', 'GRANIAN_HOST', 'Host address to bind to', default='127.0.0.1'),
     _opt('--port', 'GRANIAN_PORT', 'Port to bind to.', type=click.INT, default=8000),
-    _opt('--uds', 'GRANIAN_UDS', 'Unix Domain Socket to bind to.', type=_Path(path_type=pathlib.Path)),
-    _opt('--uds-permissions', 'GRANIAN_UDS_PERMISSIONS', 'Unix Domain Socket file permissions', type=OctalInt()),
+    _opt(
+        '--uds', 'GRANIAN_UDS', 'Unix Domain Socket to bind to.', type=click.Path(writable=True, path_type=pathlib.Path)
+    ),
+    _opt(
+        '--uds-permissions',
+        'GRANIAN_UDS_PERMISSIONS',
+        'Unix Domain Socket file permissions',
+        type=OctalIntType(),
+        default=None,
+    ),
     _opt(
         '--interface',
         'GRANIAN_INTERFACE',
         'Application interface type',
-        type=_choice([item.value for item in Interfaces]),
-        default=Interfaces.RSGI.value,
-        show_default=Interfaces.RSGI.value,
+        type=EnumType(Interfaces),
+        default=Interfaces.RSGI,
     ),
     _opt(
         '--http',
         'GRANIAN_HTTP',
         'HTTP version',
-        type=_choice([item.value for item in HTTPModes]),
-        default=HTTPModes.auto.value,
-        show_default=HTTPModes.auto.value,
+        type=EnumType(HTTPModes),
+        default=HTTPModes.auto,
     ),
     _flag('ws', 'GRANIAN_WEBSOCKETS', 'Enable websockets handling', True),
     _opt('--workers', 'GRANIAN_WORKERS', 'Number of worker processes', type=click.IntRange(min=1), default=1),
@@ -215,7 +300,7 @@ _PARAMS: List[click.Parameter] = [
         'GRANIAN_BLOCKING_THREADS_IDLE_TIMEOUT',
         'The maximum amount of time in seconds (or a human-readable duration) an idle blocking thread will be '
         'kept alive',
-        type=Duration(10, 600),
+        type=Duration(5, 600),
         default=30,
     ),
     _opt(
@@ -235,25 +320,22 @@ _PARAMS: List[click.Parameter] = [
         '--runtime-mode',
         'GRANIAN_RUNTIME_MODE',
         'Runtime mode to use (single/multi threaded)',
-        type=_choice([item.value for item in RuntimeModes]),
-        default=RuntimeModes.auto.value,
-        show_default=RuntimeModes.auto.value,
+        type=EnumType(RuntimeModes),
+        default=RuntimeModes.auto,
     ),
     _opt(
         '--loop',
         'GRANIAN_LOOP',
         'Event loop implementation',
-        type=_choice([item.value for item in Loops]),
-        default=Loops.auto.value,
-        show_default=Loops.auto.value,
+        type=EnumType(Loops),
+        default=Loops.auto,
     ),
     _opt(
         '--task-impl',
         'GRANIAN_TASK_IMPL',
         'Async task implementation to use',
-        type=_choice([item.value for item in TaskImpl]),
-        default=TaskImpl.asyncio.value,
-        show_default=TaskImpl.asyncio.value,
+        type=EnumType(TaskImpl),
+        default=TaskImpl.asyncio,
     ),
     _opt(
         '--backlog',
@@ -315,6 +397,7 @@ _PARAMS: List[click.Parameter] = [
         'GRANIAN_HTTP2_KEEP_ALIVE_INTERVAL',
         'Sets an interval (in milliseconds) for HTTP2 Ping frames should be sent to keep a connection alive',
         type=click.IntRange(1, 60_000),
+        default=None,
     ),
     _opt(
         '--http2-keep-alive-timeout',
@@ -357,9 +440,8 @@ _PARAMS: List[click.Parameter] = [
         '--log-level',
         'GRANIAN_LOG_LEVEL',
         'Log level',
-        type=_choice([item.value for item in LogLevels]),
-        default=LogLevels.info.value,
-        show_default=LogLevels.info.value,
+        type=EnumType(LogLevels),
+        default=LogLevels.info,
     ),
     _opt(
         '--log-config',
@@ -377,9 +459,8 @@ _PARAMS: List[click.Parameter] = [
         '--ssl-protocol-min',
         'GRANIAN_SSL_PROTOCOL_MIN',
         'Set the minimum supported protocol for SSL connections.',
-        type=_choice([item.value for item in SSLProtocols]),
-        default=SSLProtocols.tls13.value,
-        show_default=SSLProtocols.tls13.value,
+        type=EnumType(SSLProtocols),
+        default=SSLProtocols.tls13,
     ),
     # "cerificate" is the README's spelling: kept so the help text matches it byte for byte.
     _opt('--ssl-ca', 'GRANIAN_SSL_CA', 'Root SSL cerificate file for client verification', type=_file(exists=True)),
@@ -403,7 +484,7 @@ _PARAMS: List[click.Parameter] = [
         '--rss-sample-interval',
         'GRANIAN_RSS_SAMPLE_INTERVAL',
         'The sample rate in seconds (or a human-readable duration) for the resource monitor',
-        type=Duration(10, 300),
+        type=Duration(1, 300),
         default=30,
     ),
     _opt(
@@ -463,6 +544,12 @@ _PARAMS: List[click.Parameter] = [
         multiple=True,
     ),
     _opt(
+        '--static-path-dir-to-file',
+        'GRANIAN_STATIC_PATH_DIR_TO_FILE',
+        'File to serve when a static path is a directory (e.g. index.html)',
+        default=None,
+    ),
+    _opt(
         '--static-path-expires',
         'GRANIAN_STATIC_PATH_EXPIRES',
         'Cache headers expiration (in seconds or a human-readable duration) for static file serving. 0 to disable.',
@@ -470,9 +557,26 @@ _PARAMS: List[click.Parameter] = [
         default=86_400,
     ),
     _opt(
-        '--static-path-dir-to-file',
-        'GRANIAN_STATIC_PATH_DIR_TO_FILE',
-        'File to serve when a static path is a directory (e.g. index.html)',
+        '--metrics/--no-metrics',
+        'GRANIAN_METRICS_ENABLED',
+        'Serve Prometheus metrics on a separate address (not supported yet: refused at startup)',
+        default=False,
+    ),
+    _opt(
+        '--metrics-scrape-interval',
+        'GRANIAN_METRICS_SCRAPE_INTERVAL',
+        'How often (in seconds or a human-readable duration) the metrics are collected',
+        type=Duration(1, 60),
+        default=15,
+    ),
+    _opt(
+        '--metrics-address',
+        'GRANIAN_METRICS_ADDRESS',
+        'Address the metrics exporter listens on',
+        default='127.0.0.1',
+    ),
+    _opt(
+        '--metrics-port', 'GRANIAN_METRICS_PORT', 'Port the metrics exporter listens on', type=click.INT, default=9090
     ),
     _flag(
         'reload',
@@ -484,7 +588,7 @@ _PARAMS: List[click.Parameter] = [
         '--reload-paths',
         'GRANIAN_RELOAD_PATHS',
         'Paths to watch for changes',
-        type=_Path(exists=True, path_type=pathlib.Path),
+        type=click.Path(exists=True, path_type=pathlib.Path),
         multiple=True,
         show_default='Working directory',
     ),
@@ -506,7 +610,7 @@ _PARAMS: List[click.Parameter] = [
         '--reload-ignore-paths',
         'GRANIAN_RELOAD_IGNORE_PATHS',
         'Absolute paths to ignore changes for',
-        type=_Path(path_type=pathlib.Path),
+        type=click.Path(path_type=pathlib.Path),
         multiple=True,
     ),
     _opt(
@@ -527,15 +631,8 @@ _PARAMS: List[click.Parameter] = [
         'GRANIAN_PROCESS_NAME',
         'Set a custom name for processes (requires granian[pname] extra)',
     ),
-    _opt('--pid-file', 'GRANIAN_PID_FILE', 'A path to write the PID file to', type=_file()),
-    click.Option(
-        ['--version'],
-        is_flag=True,
-        expose_value=False,
-        is_eager=True,
-        callback=_show_version,
-        help='Show the version and exit.',
-    ),
+    _opt('--pid-file', 'GRANIAN_PID_FILE', 'A path to write the PID file to', type=_file(writable=True)),
+    _VersionOption(),
 ]
 
 
@@ -608,6 +705,10 @@ def build_kwargs(**params: Any) -> Dict[str, Any]:
         'static_path_mount': _list(params['static_path_mount']),
         'static_path_expires': params['static_path_expires'],
         'static_path_dir_to_file': params['static_path_dir_to_file'],
+        'metrics_enabled': params['metrics'],
+        'metrics_scrape_interval': params['metrics_scrape_interval'],
+        'metrics_address': params['metrics_address'],
+        'metrics_port': params['metrics_port'],
         'reload': params['reload'],
         'reload_paths': _list(params['reload_paths']),
         'reload_ignore_dirs': _list(params['reload_ignore_dirs']),

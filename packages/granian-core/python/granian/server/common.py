@@ -132,7 +132,8 @@ class AbstractServer:
         self.http = HTTPModes(http)
         self.websockets = websockets
         self.backlog = _at_least('backlog', backlog, 128)
-        self.backpressure = None if backpressure is None else _at_least('backpressure', backpressure, 1)
+        # 0 or None: the default (backlog / workers), as in granian 2.8.7.
+        self.backpressure = _at_least('backpressure', backpressure, 1) if backpressure else None
         self.http1_settings = http1_settings or HTTP1Settings()
         self.http2_settings = http2_settings or HTTP2Settings()
         self.log_enabled = log_enabled

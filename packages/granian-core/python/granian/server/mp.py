@@ -1,23 +1,26 @@
 """Workers as processes: the main process owns the listening socket and supervises them.
 
 Each worker is a fresh interpreter (like multiprocessing's 'spawn', without its resource
-tracker process and without re-running the main module) with its own Rust runtimes and its
-own instance of the application. It inherits three descriptors:
+tracker process) with its own Rust runtimes and its own instance of the application. It inherits three descriptors:
 - the listening socket, which it adopts (`SocketHolder.from_fd`);
 - the write end of a "ready" pipe: one byte once the worker serves;
 - the read end of an "alive" pipe that only the main process writes to: it reads EOF when
   the main process is gone, however it went, and the worker then stops gracefully.
-The options arrive on stdin, pickled (hooks stay in the main process).
+The options arrive on stdin, pickled (hooks stay in the main process). When they name objects
+of the main module (a Granian subclass or a target loader defined in the script being run),
+the worker loads that module first, under another name, as multiprocessing's spawn does.
 """
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .._granian import SocketHolder
 from ..log import configure_logging, logger
@@ -29,10 +32,10 @@ __all__ = ['MPServer']
 # application are found), then the worker itself.
 _BOOTSTRAP = (
     'import pickle, sys; '
-    'path, argv, payload = pickle.load(sys.stdin.buffer); '
+    'path, argv, main, payload = pickle.load(sys.stdin.buffer); '
     'sys.path[:] = path; sys.argv[:] = argv; '
     'from granian.server.mp import _worker_main; '
-    '_worker_main(payload)'
+    '_worker_main(payload, main)'
 )
 _READY = b'R'
 
@@ -85,7 +88,8 @@ class _ProcessWorker(WorkerHandle):
                 self._pidfd = os.pidfd_open(self.pid)
         assert self.process.stdin is not None
         try:
-            self.process.stdin.write(pickle.dumps((sys.path, sys.argv, payload)))
+            main = _main_module() if b'__main__' in payload else None
+            self.process.stdin.write(pickle.dumps((sys.path, sys.argv, main, payload)))
             self.process.stdin.close()
         except BrokenPipeError:
             pass  # died at once: its exit status tells why
@@ -174,7 +178,39 @@ def _rss_mib(pid: Optional[int]) -> Optional[float]:
     return None
 
 
-def _worker_main(payload: bytes) -> None:
+def _main_module() -> Optional[Tuple[str, str]]:
+    """How a worker finds the main module, for options that name its objects (a Granian
+    subclass or a target_loader defined in the script being run): by module name under
+    `python -m`, by path for a script; None when there is no file (an interactive session)."""
+    main = sys.modules.get('__main__')
+    spec = getattr(main, '__spec__', None)
+    if spec is not None and spec.name:
+        return ('name', spec.name)
+    path = getattr(main, '__file__', None)
+    if path:
+        return ('path', os.path.abspath(path))
+    return None
+
+
+def _load_main_module(main: Optional[Tuple[str, str]]) -> None:
+    """Makes the parent's `__main__` objects unpicklable here, as multiprocessing's spawn does:
+    the module runs again under another name, so its `if __name__ == '__main__':` part does not."""
+    if main is None:
+        return
+    kind, where = main
+    if kind == 'name':
+        module = importlib.import_module(where)
+    else:
+        spec = importlib.util.spec_from_file_location('__mp_main__', where)
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        sys.modules['__mp_main__'] = module
+        spec.loader.exec_module(module)
+    sys.modules['__main__'] = module
+
+
+def _worker_main(payload: bytes, main: Optional[Tuple[str, str]] = None) -> None:
     """A worker process: serve until SIGTERM (or until the main process is gone), then exit."""
     # Ctrl-C reaches the whole process group: the main process turns it into SIGTERM for us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -182,6 +218,7 @@ def _worker_main(payload: bytes) -> None:
         os.dup2(devnull.fileno(), 0)
     server: MPServer
     fds: Dict[str, int]
+    _load_main_module(main)
     server, slot, fds = pickle.loads(payload)
     for fd in fds.values():
         os.set_inheritable(fd, False)  # not for the application's own subprocesses
