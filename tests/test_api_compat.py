@@ -71,7 +71,9 @@ def _unexplained(diffs: dict, allowlist: list[tuple[str, str]]) -> dict:
 def test_surface_matches_reference(reference, ours):
     diffs = api_manifest.compare(reference, ours)
     unexplained = _unexplained(diffs, _read_allowlist())
-    report = '\n'.join(f'{key}\n    reference: {left}\n    ours:      {right}' for key, (left, right) in unexplained.items())
+    report = '\n'.join(
+        f'{key}\n    reference: {left}\n    ours:      {right}' for key, (left, right) in unexplained.items()
+    )
     assert not unexplained, f'{len(unexplained)} differences from granian {REFERENCE_VERSION}:\n{report}'
 
 

@@ -1,12 +1,22 @@
-"""RSGI: the types apps import, and the glue core calls to serve an RSGI app."""
+"""RSGI: the types apps import, and the glue core calls to serve an RSGI app.
+
+The protocol objects, headers and exceptions are the native classes of `granian._granian`.
+`Scope` and `WebsocketMessage` describe what the server passes (attributes and their types,
+for annotations); the native scope and message classes are registered as their virtual
+subclasses, so `isinstance(scope, Scope)` holds for what the server passes, and an app's
+tests can build or subclass them.
+"""
 
 import asyncio
-from enum import IntEnum
-from typing import Any, Callable
+from abc import ABC
+from enum import Enum
+from typing import Any, Callable, Optional, Union
 
 from granian._granian import (
     ProtocolClosed,
     ProtocolError,
+    RSGIScope,
+    RSGIWebsocketMessage,
 )
 from granian._granian import (
     RSGIHeaders as Headers,
@@ -18,7 +28,7 @@ from granian._granian import (
     RSGIHTTPStreamTransport as HTTPStreamTransport,
 )
 from granian._granian import (
-    RSGIScope as Scope,
+    RSGIWebsocketProtocol as WebsocketProtocol,
 )
 from granian._internal import require_callable
 
@@ -29,15 +39,52 @@ __all__ = [
     'ProtocolClosed',
     'ProtocolError',
     'Scope',
+    'WebsocketMessage',
     'WebsocketMessageType',
+    'WebsocketProtocol',
 ]
 
 
-class WebsocketMessageType(IntEnum):
+class Scope(ABC):
+    """What an RSGI app receives as `scope` (the server's own is `granian._granian.RSGIScope`)."""
+
+    proto: str
+    http_version: str
+    rsgi_version: str
+    server: str
+    client: str
+    scheme: str
+    method: str
+    path: str
+    query_string: str
+    authority: Optional[str]
+
+    @property
+    def headers(self) -> Headers:
+        """The request headers. Like the other attributes, set only on the server's scopes
+        (or by a subclass): reading it here raises AttributeError."""
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute 'headers'")
+
+
+Scope.register(RSGIScope)
+
+
+class WebsocketMessageType(int, Enum):
     close = 0
     bytes = 1
     string = 2
 
+
+class WebsocketMessage(ABC):
+    """What `await transport.receive()` returns on a websocket (the server's own is
+    `granian._granian.RSGIWebsocketMessage`): `kind` compares equal to a `WebsocketMessageType`,
+    `data` is bytes, str, or None for `close`."""
+
+    kind: WebsocketMessageType
+    data: Union[bytes, str]
+
+
+WebsocketMessage.register(RSGIWebsocketMessage)
 
 IS_ASYNC = True
 
