@@ -38,6 +38,9 @@ from typing import Any
 
 MANIFEST_DIR = Path(__file__).resolve().parent / 'manifests'
 DEFAULT_VERSION = '2.8.7'
+# The reference's dependencies (click above all, whose option defaults are dumped) are
+# resolved as PyPI stood on this day, so the manifest regenerates byte for byte later on.
+RESOLVE_AS_OF = '2026-11-28T00:00:00Z'
 # Modules of the package that only exist for some platforms or imports that fail without
 # optional extras are recorded as such instead of aborting the dump.
 _ADDRESS_RE = re.compile(r' at 0x[0-9a-fA-F]+')
@@ -139,7 +142,9 @@ def _describe_class(cls: type) -> dict[str, Any]:
         'kind': 'class',
         # Bases that decide behaviour (`except FatalError`, an enum being a str); typing's
         # Generic and abc helpers are how a class is written, not what it is.
-        'bases': [_qualified(base) for base in cls.__mro__[1:] if _home(base) in _MEANINGFUL_BASES or _is_package_object(base)],
+        'bases': [
+            _qualified(base) for base in cls.__mro__[1:] if _home(base) in _MEANINGFUL_BASES or _is_package_object(base)
+        ],
     }
     if isinstance(cls, enum.EnumMeta):
         entry['kind'] = 'enum'
@@ -288,7 +293,7 @@ def dump() -> dict[str, Any]:
     for name in _walk_modules():
         try:
             module = importlib.import_module(name)
-        except Exception as exc:  # an optional extra missing, a platform-only module
+        except Exception as exc:  # noqa: BLE001 - an optional extra missing, a platform-only module
             modules[name] = {'import_error': type(exc).__name__}
             continue
         names = {attr: _describe(getattr(module, attr)) for attr in _public_names(module) if hasattr(module, attr)}
@@ -407,9 +412,20 @@ def reference(version: str, out: Path) -> None:
         # and those of the standard library's bases vary across versions.
         subprocess.run(['uv', 'venv', '--quiet', '--python', sys.executable, str(venv)], check=True)
         installed = subprocess.run(
-            ['uv', 'pip', 'install', '--quiet', '--python', str(python), f'granian=={version}'],
+            [
+                'uv',
+                'pip',
+                'install',
+                '--quiet',
+                '--exclude-newer',
+                RESOLVE_AS_OF,
+                '--python',
+                str(python),
+                f'granian=={version}',
+            ],
             capture_output=True,
             text=True,
+            check=False,
         )
         if installed.returncode != 0:
             raise SystemExit(f'could not install granian=={version} from PyPI: {installed.stderr.strip()}')
