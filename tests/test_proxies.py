@@ -617,11 +617,15 @@ def test_rsgi_hooks_optional():
 # -- packaging ----------------------------------------------------------------------------
 
 
-def test_namespace_packages_have_no_init():
+def test_utils_is_a_package_of_the_granian_namespace():
+    # `granian/__init__.py` is granian-core's; `granian.utils` is a regular package, as in granian.
     package = ROOT / 'packages' / 'granian-proxies'
     assert (package / 'granian' / 'utils' / 'proxies.py').is_file()
+    assert (package / 'granian' / 'utils' / '__init__.py').is_file()
     assert not (package / 'granian' / '__init__.py').exists()
-    assert not (package / 'granian' / 'utils' / '__init__.py').exists()
+    import granian.utils
+
+    assert granian.utils.__file__ == str(package / 'granian' / 'utils' / '__init__.py')
 
 
 def test_module_imports_only_the_standard_library():

@@ -198,12 +198,15 @@ def proxies_venv(tmp_path_factory) -> ProxiesVenv:
     return ProxiesVenv(root, wheels[0], python, env)
 
 
-def test_wheel_ships_only_the_module(proxies_venv):
+def test_wheel_ships_only_the_utils_package(proxies_venv):
     with zipfile.ZipFile(proxies_venv.wheel) as wheel:
         names = wheel.namelist()
         metadata_name = next(n for n in names if n.endswith('.dist-info/METADATA'))
         metadata = wheel.read(metadata_name).decode()
-    assert [n for n in names if '.dist-info/' not in n] == ['granian/utils/proxies.py']
+    assert sorted(n for n in names if '.dist-info/' not in n) == [
+        'granian/utils/__init__.py',
+        'granian/utils/proxies.py',
+    ]
     assert 'Name: granian-proxies' in metadata
     assert 'Requires-Dist' not in metadata
 
@@ -220,7 +223,9 @@ def test_wheel_alone_imports_without_granian_core(proxies_venv):
         'from granian.utils.proxies import (\n'
         '    wrap_asgi_with_proxy_headers, wrap_rsgi_with_proxy_headers, wrap_wsgi_with_proxy_headers)\n'
         'import granian.utils.proxies as module\n'
-        "print(json.dumps({'core': core, 'init': getattr(granian, '__file__', None), 'module': module.__file__}))\n"
+        'import granian.utils as utils\n'
+        "print(json.dumps({'core': core, 'init': getattr(granian, '__file__', None), 'module': module.__file__,\n"
+        "                  'utils': utils.__file__}))\n"
     )
     result = proxies_venv.run('-c', probe)
     assert result.returncode == 0, result.stderr
@@ -228,6 +233,7 @@ def test_wheel_alone_imports_without_granian_core(proxies_venv):
     assert data['core'] is False
     assert data['init'] is None  # a namespace package: no granian/__init__.py in this distribution
     assert Path(data['module']).is_relative_to(proxies_venv.root / 'venv')
+    assert Path(data['utils']).name == '__init__.py'  # granian.utils is a regular package, as in granian
 
 
 def _start_uvicorn(venv: ProxiesVenv, extra_env=None):

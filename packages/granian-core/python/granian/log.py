@@ -1,12 +1,14 @@
 import copy
+import datetime
 import logging
 import logging.config
-from typing import Any, Dict, Optional
+import re
+import time
+from enum import Enum
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from .constants import StrEnum
 
-
-class LogLevels(StrEnum):
+class LogLevels(str, Enum):
     critical = 'critical'
     error = 'error'
     warning = 'warning'
@@ -16,7 +18,7 @@ class LogLevels(StrEnum):
     notset = 'notset'
 
 
-_LEVELS = {
+log_levels_map = {
     LogLevels.critical: logging.CRITICAL,
     LogLevels.error: logging.ERROR,
     LogLevels.warning: logging.WARNING,
@@ -31,14 +33,13 @@ DEFAULT_ACCESSLOG_FMT = '[%(time)s] %(addr)s - "%(method)s %(path)s %(protocol)s
 LOGGING_CONFIG: Dict[str, Any] = {
     'version': 1,
     'disable_existing_loggers': False,
-    'root': {'level': 'INFO', 'handlers': ['console']},
     'formatters': {
         'generic': {
             '()': 'logging.Formatter',
             'fmt': '[%(levelname)s] %(message)s',
             'datefmt': '[%Y-%m-%d %H:%M:%S %z]',
         },
-        'access': {'()': 'logging.Formatter', 'fmt': '%(message)s'},
+        'access': {'()': 'logging.Formatter', 'fmt': '%(message)s', 'datefmt': '[%Y-%m-%d %H:%M:%S %z]'},
     },
     'handlers': {
         'console': {'formatter': 'generic', 'class': 'logging.StreamHandler', 'stream': 'ext://sys.stdout'},
@@ -54,9 +55,7 @@ logger = logging.getLogger('_granian')
 access_logger = logging.getLogger('granian.access')
 
 
-def configure_logging(
-    level: LogLevels = LogLevels.info, config: Optional[Dict[str, Any]] = None, enabled: bool = True
-) -> None:
+def configure_logging(level: LogLevels, config: Optional[Dict[str, Any]] = None, enabled: bool = True) -> None:
     log_config = copy.deepcopy(LOGGING_CONFIG)
     if config:
         # A user config adds to ours: its loggers and handlers win where names clash.
@@ -66,7 +65,7 @@ def configure_logging(
             if key not in ('formatters', 'handlers', 'loggers'):
                 log_config[key] = value
     if '_granian' not in (config or {}).get('loggers', {}):
-        log_config['loggers']['_granian']['level'] = logging.getLevelName(_LEVELS[LogLevels(level)])
+        log_config['loggers']['_granian']['level'] = logging.getLevelName(log_levels_map[LogLevels(level)])
     logging.config.dictConfig(log_config)
     user = config or {}
     if 'access' not in user.get('handlers', {}) and 'access' not in user.get('formatters', {}):
@@ -97,3 +96,71 @@ def direct_access_fd() -> Optional[int]:
         return handler.stream.fileno()
     except (AttributeError, OSError, ValueError):
         return None
+
+
+# `%(header{User-Agent})s`: a request header by name (any case); `-` when the request has none.
+_HEADER_ATOM = re.compile(r'%\(header\{([^}]+)\}\)s')
+# Each `%` of a format and what follows: `%%` is a literal, `%(` names an atom, anything else names none.
+_CONVERSION = re.compile(r'%(%|\()?')
+
+RequestLogger = Callable[[float, float, Mapping[str, Any], int], None]
+
+
+def log_request_builder(fmt: Optional[str]) -> RequestLogger:
+    """The access logger of a Python interface: `log(rtime, mtime, req, status)` logs one line
+    of `fmt` (DEFAULT_ACCESSLOG_FMT when None) to `granian.access`.
+
+    `rtime` is when the request arrived (`time.time()`), `mtime` the same instant by
+    `time.perf_counter()`, and `req` a mapping with `addr_remote`, `path`, `qs`, `method`,
+    `scheme` and `protocol`. When the format shows headers (the returned callable's
+    `parse_headers` is True), `req['headers']` is also needed: a function from a lower-case
+    header name to its value or None.
+    """
+    header_names: List[str] = []
+
+    def header_slot(match: 're.Match[str]') -> str:
+        header_names.append(match.group(1).strip().lower())
+        return f'%(_header_{len(header_names) - 1})s'
+
+    line_fmt = _HEADER_ATOM.sub(header_slot, DEFAULT_ACCESSLOG_FMT if fmt is None else fmt)
+    slots = [(f'_header_{index}', name) for index, name in enumerate(header_names)]
+    # The offset of the local time zone, fixed when the logger is built.
+    zone = datetime.datetime.now().astimezone().tzinfo
+
+    def atoms(rtime: float, mtime: float, req: Mapping[str, Any], status: int) -> Dict[str, Any]:
+        values = {
+            'addr': req['addr_remote'],
+            'time': datetime.datetime.fromtimestamp(rtime, tz=zone).strftime('%Y-%m-%d %H:%M:%S %z'),
+            'dt_ms': (time.perf_counter() - mtime) * 1000,
+            'status': status,
+            'path': req['path'],
+            'query_string': req['qs'],
+            'method': req['method'],
+            'scheme': req['scheme'],
+            'protocol': req['protocol'],
+        }
+        if slots:
+            lookup = req['headers']
+            for slot, name in slots:
+                values[slot] = lookup(name) or '-'
+        return values
+
+    # A format that cannot render (an unknown atom, a bad conversion) fails here, not on each request.
+    if any(match.group(1) is None for match in _CONVERSION.finditer(line_fmt)):
+        # `100% sure` reads as the conversion `% s` of the whole mapping.
+        raise ValueError(f'invalid access log format {fmt!r}: a % that is neither %(atom)... nor %%')
+    sample: Dict[str, Any] = {'addr_remote': '', 'path': '', 'qs': '', 'method': '', 'scheme': '', 'protocol': ''}
+    sample['headers'] = lambda name: None
+    try:
+        line_fmt % atoms(time.time(), time.perf_counter(), sample, 200)
+    except KeyError as exc:
+        raise ValueError(f'invalid access log format {fmt!r}: unknown atom {exc.args[0]!r}') from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'invalid access log format {fmt!r}: {exc}') from None
+
+    def log_request(rtime: float, mtime: float, req: Mapping[str, Any], res_code: int) -> None:
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.info(line_fmt, atoms(rtime, mtime, req, res_code))
+
+    log_request.parse_headers = bool(slots)  # type: ignore[attr-defined]
+    return log_request
