@@ -335,3 +335,29 @@ def test_malformed_access_log_format_is_refused_at_start(fmt):
     assert result.returncode == 2
     assert 'Traceback' not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith('Error')]) == 1
+
+
+HEADER_LINE = re.compile(r'S=(?P<status>\d+) UA=(?P<ua>.*) REF=(?P<ref>.*) T=(?P<time>.+)$')
+
+
+@pytest.mark.parametrize('tz, offset', [('UTC0', '+0000'), ('IST-5:30', '+0530'), ('HST10', '-1000')])
+def test_access_log_header_atoms_and_local_time(start_server, tz, offset):
+    """`%(header{Name})s` shows a request header (`-` when absent) and `%(time)s` is local
+    time with its offset, as in granian 2.8.7."""
+    fmt = 'S=%(status)d UA=%(header{User-Agent})s REF=%(header{ referer })s T=%(time)s'
+    srv = start_server(RSGI_APP, '--access-log', '--access-log-fmt', fmt, env={'TZ': tz})
+    assert get(srv.port, '/ping', headers=[('user-agent', 'probe/1.0 (x)')]).status == 200
+    assert get(srv.port, '/ping', headers=[('referer', 'http://r/'), ('user-agent', '')]).status == 200
+    first, second = access_lines(srv, 2, HEADER_LINE)
+    assert (first['ua'], first['ref']) == ('probe/1.0 (x)', '-')
+    assert (second['ua'], second['ref']) == ('-', 'http://r/')
+    for line in (first, second):
+        stamp = datetime.strptime(line['time'], '%Y-%m-%d %H:%M:%S %z')
+        assert line['time'].endswith(offset)
+        assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 600
+
+
+def test_header_atom_takes_only_the_s_conversion():
+    result = run_cli('--access-log', '--access-log-fmt', '%(header{x})d', RSGI_APP)
+    assert result.returncode == 2
+    assert "takes the 's' conversion" in result.stderr

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What one access line can show.
 pub struct AccessRecord<'a> {
+    /// Values of the request headers the format names, in `header_names()` order.
+    pub headers: &'a [&'a str],
     pub addr: &'a str,
     pub time: SystemTime,
     pub dt_ms: f64,
@@ -28,6 +30,9 @@ enum Atom {
     Method,
     Scheme,
     Protocol,
+    /// `%(header{Name})s`: the value of a request header, `-` when absent (index into the
+    /// format's header names).
+    Header(usize),
 }
 
 impl Atom {
@@ -64,12 +69,19 @@ enum Part {
 }
 
 #[derive(Clone, Debug)]
-pub struct AccessFormat(Vec<Part>);
+pub struct AccessFormat {
+    parts: Vec<Part>,
+    headers: Vec<String>,
+    /// Seconds east of UTC for `%(time)s`: the local offset when the worker started, as
+    /// granian 2.8.7 takes it.
+    utc_offset: i64,
+}
 
 impl AccessFormat {
     /// Parses `%(atom)[flags][width][.precision]type`; unknown atoms are an error.
     pub fn parse(format: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
+        let mut headers: Vec<String> = Vec::new();
         let mut text = String::new();
         let mut chars = format.chars().peekable();
         while let Some(c) = chars.next() {
@@ -88,11 +100,25 @@ impl AccessFormat {
                 ));
             }
             let name: String = chars.by_ref().take_while(|&c| c != ')').collect();
-            let atom = Atom::parse(&name).ok_or_else(|| {
-                format!(
-                    "access log format: unknown atom {name:?} (available: addr, time, dt_ms, status, path, query_string, method, scheme, protocol)"
-                )
-            })?;
+            let header = name
+                .strip_prefix("header{")
+                .and_then(|rest| rest.strip_suffix('}'))
+                .map(|header| header.trim().to_ascii_lowercase())
+                .filter(|header| !header.is_empty());
+            let atom = match header {
+                Some(header) => {
+                    if chars.peek() != Some(&'s') {
+                        return Err(format!("access log format: {name:?} takes the 's' conversion"));
+                    }
+                    headers.push(header);
+                    Atom::Header(headers.len() - 1)
+                }
+                None => Atom::parse(&name).ok_or_else(|| {
+                    format!(
+                        "access log format: unknown atom {name:?} (available: addr, time, dt_ms, status, path, query_string, method, scheme, protocol, header{{NAME}})"
+                    )
+                })?,
+            };
             let (mut left, mut zero) = (false, false);
             while let Some(&f) = chars.peek() {
                 match f {
@@ -137,21 +163,36 @@ impl AccessFormat {
         if !text.is_empty() {
             parts.push(Part::Text(text));
         }
-        Ok(Self(parts))
+        Ok(Self {
+            parts,
+            headers,
+            utc_offset: 0,
+        })
+    }
+
+    /// The format with `%(time)s` written at this offset from UTC (seconds east).
+    pub fn with_utc_offset(mut self, seconds: i64) -> Self {
+        self.utc_offset = seconds;
+        self
+    }
+
+    /// The (lower-case) request headers the format shows; their values go in `AccessRecord::headers`.
+    pub fn header_names(&self) -> &[String] {
+        &self.headers
     }
 
     pub fn render(&self, record: &AccessRecord<'_>) -> String {
         let mut out = String::with_capacity(128);
-        for part in &self.0 {
+        for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Field(spec) => {
-                    if Self::render_plain(&mut out, spec, record) {
+                    if self.render_plain(&mut out, spec, record) {
                         continue;
                     }
                     let value = match spec.atom {
                         Atom::Addr => Value::Str(record.addr),
-                        Atom::Time => Value::Owned(format_time(record.time)),
+                        Atom::Time => Value::Owned(format_time(record.time, self.utc_offset)),
                         Atom::DtMs => Value::Float(record.dt_ms),
                         Atom::Status => Value::Int(record.status as i64),
                         Atom::Path => Value::Str(record.path),
@@ -159,6 +200,7 @@ impl AccessFormat {
                         Atom::Method => Value::Str(record.method),
                         Atom::Scheme => Value::Str(record.scheme),
                         Atom::Protocol => Value::Str(record.protocol),
+                        Atom::Header(index) => Value::Str(record.headers.get(index).copied().unwrap_or("-")),
                     };
                     let rendered = value.convert(spec);
                     pad(&mut out, &rendered, spec);
@@ -170,7 +212,7 @@ impl AccessFormat {
 
     /// The common fields without width or precision, written in place: no temporary
     /// strings on the per-request path. `false` when `spec` needs the general route.
-    fn render_plain(out: &mut String, spec: &Spec, record: &AccessRecord<'_>) -> bool {
+    fn render_plain(&self, out: &mut String, spec: &Spec, record: &AccessRecord<'_>) -> bool {
         if spec.width != 0 || (spec.precision.is_some() && spec.kind != 'f') {
             return false;
         }
@@ -181,7 +223,8 @@ impl AccessFormat {
             (Atom::Method, 's') => out.push_str(record.method),
             (Atom::Scheme, 's') => out.push_str(record.scheme),
             (Atom::Protocol, 's') => out.push_str(record.protocol),
-            (Atom::Time, 's') => with_formatted_time(record.time, |time| out.push_str(time)),
+            (Atom::Time, 's') => with_formatted_time(record.time, self.utc_offset, |time| out.push_str(time)),
+            (Atom::Header(index), 's') => out.push_str(record.headers.get(index).copied().unwrap_or("-")),
             (Atom::Status, 'd' | 'i') => {
                 let _ = write!(out, "{}", record.status);
             }
@@ -196,17 +239,18 @@ impl AccessFormat {
 
 thread_local! {
     /// The last second formatted on this thread: consecutive lines mostly share it.
-    static LAST_TIME: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    static LAST_TIME: std::cell::RefCell<(i64, i64, String)> =
+        const { std::cell::RefCell::new((i64::MIN, 0, String::new())) };
 }
 
-fn with_formatted_time(time: SystemTime, use_it: impl FnOnce(&str)) {
+fn with_formatted_time(time: SystemTime, utc_offset: i64, use_it: impl FnOnce(&str)) {
     let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
     LAST_TIME.with(|last| {
         let mut last = last.borrow_mut();
-        if last.0 != secs {
-            *last = (secs, format_time(time));
+        if last.0 != secs || last.1 != utc_offset {
+            *last = (secs, utc_offset, format_time(time, utc_offset));
         }
-        use_it(&last.1);
+        use_it(&last.2);
     });
 }
 
@@ -254,9 +298,10 @@ fn pad(out: &mut String, value: &str, spec: &Spec) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS +0000` in UTC: no time zone database needed.
-pub fn format_time(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+/// `YYYY-MM-DD HH:MM:SS +HHMM` at a fixed offset from UTC (seconds east): no time zone
+/// database needed.
+pub fn format_time(time: SystemTime, utc_offset: i64) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64 + utc_offset;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -268,13 +313,17 @@ pub fn format_time(time: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let sign = if utc_offset < 0 { '-' } else { '+' };
+    let offset_minutes = utc_offset.abs() / 60;
     let mut out = String::with_capacity(25);
     let _ = write!(
         out,
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000",
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        offset_minutes / 60,
+        offset_minutes % 60
     );
     out
 }
@@ -286,6 +335,7 @@ mod tests {
 
     fn record(time: SystemTime) -> AccessRecord<'static> {
         AccessRecord {
+            headers: &[],
             addr: "127.0.0.1",
             time,
             dt_ms: 1.23456,
@@ -325,10 +375,27 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(format_time(UNIX_EPOCH), "1970-01-01 00:00:00 +0000");
-        assert_eq!(
-            format_time(UNIX_EPOCH + Duration::from_secs(1_709_210_096)),
-            "2024-02-29 12:34:56 +0000"
-        );
+        assert_eq!(format_time(UNIX_EPOCH, 0), "1970-01-01 00:00:00 +0000");
+        let leap_day = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
+        assert_eq!(format_time(leap_day, 0), "2024-02-29 12:34:56 +0000");
+        assert_eq!(format_time(leap_day, 5 * 3600 + 30 * 60), "2024-02-29 18:04:56 +0530");
+        assert_eq!(format_time(leap_day, -13 * 3600), "2024-02-28 23:34:56 -1300");
+    }
+
+    #[test]
+    fn header_atoms() {
+        let fmt = AccessFormat::parse("%(status)d ua=%(header{User-Agent})s ref=%(header{ referer })s").unwrap();
+        assert_eq!(fmt.header_names(), ["user-agent", "referer"]);
+        let mut rec = record(UNIX_EPOCH);
+        rec.headers = &["curl/8", "-"];
+        assert_eq!(fmt.render(&rec), "200 ua=curl/8 ref=-");
+        assert!(AccessFormat::parse("%(header{x})d").is_err());
+        assert!(AccessFormat::parse("%(header{})s").is_err());
+    }
+
+    #[test]
+    fn local_time_offset() {
+        let fmt = AccessFormat::parse("%(time)s").unwrap().with_utc_offset(3600);
+        assert_eq!(fmt.render(&record(UNIX_EPOCH)), "1970-01-01 01:00:00 +0100");
     }
 }

@@ -218,6 +218,7 @@ impl Worker {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         runtime_mode: &str,
         runtime_threads: usize,
         runtime_blocking_threads: usize,
@@ -257,10 +258,13 @@ impl Worker {
             None => None,
         };
         let statics = statics.map(static_files).transpose()?;
-        let access_format = access_log_format
-            .map(|f| AccessFormat::parse(&f))
-            .transpose()
-            .map_err(PyValueError::new_err)?;
+        let access_format = match access_log_format {
+            Some(format) => {
+                let format = AccessFormat::parse(&format).map_err(PyValueError::new_err)?;
+                Some(format.with_utc_offset(local_utc_offset(py)?))
+            }
+            None => None,
+        };
         Ok(Self {
             tls,
             websockets,
@@ -423,4 +427,13 @@ impl Worker {
             pool.stop();
         }
     }
+}
+
+/// Seconds east of UTC here and now (from the C library through Python's `time`, which
+/// knows the system's time zone rules).
+fn local_utc_offset(py: Python<'_>) -> PyResult<i64> {
+    py.import("time")?
+        .call_method0("localtime")?
+        .getattr("tm_gmtoff")?
+        .extract()
 }

@@ -163,6 +163,13 @@ async fn dispatch<H: Handler>(
     }
     let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
     let access = ctx.access.as_ref().map(|log| {
+        // Header values are shared (Bytes), not copied; no allocation when none is shown.
+        let headers: Vec<Option<HeaderValue>> = log
+            .format
+            .header_names()
+            .iter()
+            .map(|name| req.headers().get(name.as_str()).cloned())
+            .collect();
         (
             log,
             Instant::now(),
@@ -170,6 +177,7 @@ async fn dispatch<H: Handler>(
             req.method().clone(),
             req.uri().clone(),
             req.version(),
+            headers,
         )
     });
     let static_response = match &ctx.statics {
@@ -184,9 +192,20 @@ async fn dispatch<H: Handler>(
         // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
         strip_body(&mut response);
     }
-    if let Some((log, started, time, method, uri, version)) = access {
+    if let Some((log, started, time, method, uri, version, headers)) = access {
         let addr = peer.ip().to_string();
+        let header_values: Vec<&str> = headers
+            .iter()
+            .map(|value| {
+                value
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or("-")
+            })
+            .collect();
         let line = log.format.render(&AccessRecord {
+            headers: &header_values,
             addr: &addr,
             time,
             dt_ms: started.elapsed().as_secs_f64() * 1000.0,
