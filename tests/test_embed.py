@@ -11,20 +11,9 @@ from granian.errors import ConfigurationError, FatalError
 from granian.server.embed import Server
 
 from .apps.embed_apps import AsgiApp, RsgiApp
+from .conftest import port_is_free
 
 INTERFACES = [('asgi', AsgiApp), ('rsgi', RsgiApp)]
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a new listener can take the port (SO_REUSEADDR: closed connections in TIME_WAIT don't count)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(('127.0.0.1', port))
-            s.listen()
-        except OSError:
-            return False
-        return True
 
 
 async def start(server: Server) -> 'asyncio.Task[None]':

@@ -371,17 +371,15 @@ def test_rsgi_del_hook_runs_on_shutdown(tmp_path):
 # -- RSGI: websockets --------------------------------------------------------------------------------------------
 
 
+def assert_echoes(conn, *messages) -> None:
+    for message in messages:
+        conn.send(message)
+        assert conn.recv() == message
+
+
 def test_rsgi_ws_echo(rsgi):
     with ws(rsgi, '/ws/echo') as conn:
-        conn.send('héllo ✓')
-        assert conn.recv() == 'héllo ✓'
-        conn.send(b'\x00\x01\xfe\xff')
-        assert conn.recv() == b'\x00\x01\xfe\xff'
-        big = os.urandom(200_000)
-        conn.send(big)
-        assert conn.recv() == big
-        conn.send('')
-        assert conn.recv() == ''
+        assert_echoes(conn, 'héllo ✓', b'\x00\x01\xfe\xff', os.urandom(200_000), '')
 
 
 def test_rsgi_ws_scope(rsgi):
@@ -475,13 +473,7 @@ def test_asgi_state_is_a_copy_per_request(asgi):
 
 def test_asgi_ws_echo(asgi):
     with ws(asgi, '/ws/echo') as conn:
-        conn.send('héllo ✓')
-        assert conn.recv() == 'héllo ✓'
-        conn.send(b'\x00\x01\xfe\xff')
-        assert conn.recv() == b'\x00\x01\xfe\xff'
-        big = os.urandom(200_000)
-        conn.send(big)
-        assert conn.recv() == big
+        assert_echoes(conn, 'héllo ✓', b'\x00\x01\xfe\xff', os.urandom(200_000))
 
 
 def test_asgi_ws_close_code_and_reason(asgi):

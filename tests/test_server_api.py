@@ -26,22 +26,11 @@ from granian.server.mp import MPServer
 
 from .apps.embed_apps import AsgiApp, RsgiApp
 from .apps.server_api_apps import TARGET
-from .conftest import ROOT, ServerProcess, free_port, wait_port
+from .conftest import ROOT, ServerProcess, free_port, port_is_free, wait_port
 from .rsgi_support import TIMEOUT, wait_for
 
 APPS = 'tests.apps.server_api_apps'
 TARGET_TEXT = f'loaded {TARGET}'
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(('127.0.0.1', port))
-            s.listen()
-        except OSError:
-            return False
-        return True
 
 
 # -- 1. clamping -----------------------------------------------------------------------------------------------------
