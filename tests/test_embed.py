@@ -1,7 +1,6 @@
 """The embedded server: `granian.server.embed.Server` run as a task in the test's own loop."""
 
 import asyncio
-import socket
 import ssl
 
 import httpx
