@@ -34,7 +34,8 @@ def tests(session):
 
 @nox.session
 def bench(session):
-    """The benchmark suite (benchmarks/README.md); `-- --quick` for a smoke check, `-- --list` for the scenarios."""
+    """The benchmark suite (benchmarks/README.md); `-- --quick` for a smoke check, `-- --list` for the scenarios,
+    `-- --loops auto asyncio rloop` for the event loops of the granian rows (default: auto asyncio)."""
     session.run('python', 'benchmarks/run.py', *session.posargs, external=True)
 
 

@@ -4,12 +4,15 @@
 
 Runs in the suite's tools env (matplotlib), not the project's dev env. One small panel per
 scenario, each with its own scale (a 1 MiB response and a 13-byte hello differ by orders of
-magnitude), one bar per server, our bar first and highlighted.
+magnitude), one bar per row: a server, and for the granian family the loop it ran (`ours@auto`,
+`granian@asyncio`; older results files, without loops, ran asyncio). The color is the server's, the
+loop is the shade: auto (uvloop) full, asyncio lighter, rloop hatched.
 """
 
 import json
 import math
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -26,6 +29,17 @@ COLORS = {
     'gunicorn-gthread': '#e377c2',
     'ceiling': '#7f7f7f',
 }
+LOOP_STYLE = {'auto': {}, 'asyncio': {'alpha': 0.55}, 'rloop': {'alpha': 0.8, 'hatch': '///'}}
+
+
+def ratios(result: dict) -> str:
+    """ours/granian, by loop."""
+    parts = []
+    for key, ratio in result.get('median_ratio', {}).items():
+        server, _, loop = key.partition('@')
+        if server == 'ours':
+            parts.append(f'{loop} {ratio:.2f}' if loop else f'{ratio:.2f}')
+    return ', '.join(parts)
 
 
 def main(json_path: Path, png_path: Path) -> None:
@@ -34,7 +48,9 @@ def main(json_path: Path, png_path: Path) -> None:
     names = list(results)
     cols = 4 if len(names) > 6 else max(1, min(3, len(names)))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.3 * rows + 0.9), squeeze=False)
+    bars = max((len(results[name]['servers']) for name in names), default=1)
+    height = max(2.3, 0.8 + 0.16 * bars)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows + 0.9), squeeze=False)
     for ax in axes.flat[len(names) :]:
         ax.axis('off')
     for ax, name in zip(axes.flat, names, strict=False):
@@ -42,13 +58,15 @@ def main(json_path: Path, png_path: Path) -> None:
         servers = [s for s in result['servers'] if s in result['median_rps']]
         values = [result['median_rps'][s] for s in servers]
         y = range(len(servers))
-        ax.barh(y, values, color=[COLORS.get(s, '#bcbd22') for s in servers], height=0.7)
+        for i, (key, value) in enumerate(zip(servers, values, strict=True)):
+            server, _, loop = key.partition('@')
+            ax.barh(i, value, color=COLORS.get(server, '#bcbd22'), height=0.7, **LOOP_STYLE.get(loop, {}))
         ax.set_yticks(list(y), servers, fontsize=7)
         ax.invert_yaxis()
         ax.tick_params(axis='x', labelsize=6)
         unit = 'msg/s' if result.get('unit') == 'messages/s' else 'req/s'
-        ratio = result.get('median_ratio', {}).get('ours')
-        title = f'{name} ({unit})' + (f'  ours/granian {ratio:.2f}' if ratio else '')
+        ratio = ratios(result)
+        title = f'{name} ({unit})' + (f'  ours/granian {ratio}' if ratio else '')
         ax.set_title(title, fontsize=8)
         top = max(values) if values else 1
         ax.set_xlim(0, top * 1.28)
@@ -57,8 +75,11 @@ def main(json_path: Path, png_path: Path) -> None:
             text = f'{value:,.0f}'.replace(',', ' ') + (' †' if errors else '')
             ax.text(value + top * 0.01, i, text, va='center', fontsize=6)
     kind = 'QUICK SMOKE RUN, not a measurement' if meta.get('quick') else f'median of {meta["rounds"]} rounds'
-    fig.suptitle(f'Benchmark suite {meta["date"]}: {kind}; † = errors', fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    title = f'Benchmark suite {meta["date"]}: {kind}; † = errors'
+    if meta.get('loops'):
+        title += '; @auto: --loop auto with uvloop installed (uvloop), @asyncio: --loop asyncio'
+    fig.suptitle(textwrap.fill(title, 45 * cols), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97 if cols > 1 else 0.88))
     fig.savefig(png_path, dpi=110)
 
 

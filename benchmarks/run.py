@@ -5,17 +5,29 @@ Every server runs from its own virtual env under benchmarks/.envs (ours as a rel
 packages/*, the peers pinned from PyPI), 1 worker, pinned to one CPU with `taskset`; the load
 generator (wrk for HTTP/1.1, h2load for HTTP/2, ws_load.py for websockets) is pinned to another.
 Each run starts a fresh server, warms it up, measures, reads the peak RSS of the server's process
-tree and stops it. Rounds are interleaved (A B C A B C ...), the median of each server is quoted
+tree and stops it. Rounds are interleaved (A B C A B C ...), the median of each row is quoted
 and ratios to the `granian` release are computed within each round.
 
-    python benchmarks/run.py                  # everything, 3 rounds of 10 s (about 1.5 h)
-    python benchmarks/run.py --quick          # smoke check: a subset, 1 round of 2 s (< 5 min)
-    python benchmarks/run.py --list           # the scenarios and their servers
-    python benchmarks/run.py --only 'asgi-*' --servers ours granian --rounds 5
+Loops: the granian family (ours, the release and their variants) runs each scenario once per loop
+of `--loops` (default `auto asyncio`), both servers on the same loop, one row each (`ours@auto`,
+`granian@auto`, `ours@asyncio`, ...); ratios are between rows of the same loop. `auto` is
+`--loop auto` in envs that hold uvloop and not rloop, so it runs uvloop, as `granian[uvloop]`
+users do: the headline. `asyncio` is `--loop asyncio` in the same envs; `rloop` is `--loop rloop`
+in envs of their own (.envs/ours-rloop, .envs/granian-pypi-rloop). LOOPS is the one place that
+maps a loop to its `--loop` argument and env. The other servers run once, on their own loop
+(uvicorn: uvloop, hypercorn: asyncio). Our build is made once, as wheels in .envs/ours-wheels,
+and installed into each env of ours.
+
+    python benchmarks/run.py                  # everything, 3 rounds of 10 s, auto + asyncio (about 2.5 h)
+    python benchmarks/run.py --quick          # smoke check: a subset, 1 round of 2 s (about 3 min)
+    python benchmarks/run.py --list           # the scenarios, their servers, the loops of --quick
+    python benchmarks/run.py --only 'asgi-*' --servers ours granian --rounds 5 --loops auto
     python benchmarks/run.py --from-json benchmarks/results/X.json   # README table and chart again
 
-Results: benchmarks/results/<date>.json and <date>.png; the table between the bench markers of
-benchmarks/README.md (a quick run never replaces the table of a full run).
+Results: benchmarks/results/<date>.json (every run records its loop) and <date>.png; the table
+between the bench markers of benchmarks/README.md, one section per loop, auto (uvloop) first (a
+quick run never replaces the table of a full run). Results files from before the loop dimension
+have no loop: their granian rows ran asyncio and render as such.
 """
 
 import argparse
@@ -47,6 +59,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ENVS = HERE / '.envs'
 LOGS = ENVS / 'logs'
+OURS_WHEELS = ENVS / 'ours-wheels'
 RESULTS = HERE / 'results'
 README = HERE / 'README.md'
 CEILING_BIN = ROOT / 'target' / 'release' / 'granian-bench-ceiling'
@@ -54,15 +67,16 @@ MARK_START = '<!-- bench:start -->'
 MARK_END = '<!-- bench:end -->'
 
 PEER_VERSION = '2.8.7'
+UVLOOP, RLOOP = 'uvloop==0.23.0', 'rloop==0.5.0'  # the pins of the `uvloop` and `rloop` extras of our pyproject.toml
 # Pinned peers, each in its own env. The versions are recorded in the results (`uv pip freeze`).
 PEER_ENVS = {
     'granian-pypi': [f'granian=={PEER_VERSION}'],
-    'uvicorn': ['uvicorn==0.54.0', 'uvloop==0.23.0', 'httptools==0.9.0', 'websockets==15.0.1'],
+    'uvicorn': ['uvicorn==0.54.0', UVLOOP, 'httptools==0.9.0', 'websockets==15.0.1'],
     'hypercorn': ['hypercorn==0.18.0'],
     'gunicorn': ['gunicorn==27.0.1'],
 }
 # The suite's own tools: the websocket load client, certificates, the chart.
-TOOLS_ENV = ['websockets==15.0.1', 'uvloop==0.23.0', 'trustme==1.2.1', 'matplotlib==3.11.2']
+TOOLS_ENV = ['websockets==15.0.1', UVLOOP, 'trustme==1.2.1', 'matplotlib==3.11.2']
 OUR_PACKAGES = ['granian-core', 'granian-rsgi', 'granian-asgi', 'granian-wsgi', 'granian-cli']
 GUNICORN_THREADS = 8
 CARGO_NAMES = {'cargo', 'rustc', 'cargo-clippy', 'clippy-driver', 'rustdoc', 'maturin'}
@@ -71,6 +85,33 @@ KIB = 1024
 STATIC_FILES = {'10k.bin': 10 * KIB, '100k.bin': 100 * KIB}
 # Variants of a server (an option switched on) take part only in the hello-world scenarios.
 VARIANT_SCENARIOS = ('*-hello',)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """An event loop the granian family runs on (`--loops`)."""
+
+    arg: str  # granian's `--loop`
+    env_suffix: str  # the env it runs in: the server's env name + this suffix (a key of LOOP_ENV_PACKAGES)
+    title: str  # of its section in the README table
+
+
+# The one place that knows what a loop means: granian's `--loop` argument and the env it runs in. Every server
+# of the granian family (ours, the release, their variants) runs each scenario once per loop of `--loops`, in
+# this order (the README's sections too). `auto` is what a `granian[uvloop]` user runs: granian's `auto` takes
+# rloop first when it is installed, then uvloop, so its envs hold uvloop and never rloop. `asyncio` runs in the
+# same envs (both granians import the loop packages they find at start, and use only the one asked for); `rloop`
+# has envs of its own, the same plus rloop.
+LOOPS = {
+    'auto': Loop('auto', '', 'Default loop: `--loop auto` with uvloop installed (runs uvloop), as `granian[uvloop]`'),
+    'asyncio': Loop('asyncio', '', '`--loop asyncio`'),
+    'rloop': Loop('rloop', '-rloop', '`--loop rloop` (rloop installed)'),
+}
+# What the granian-family envs hold besides the server, by env suffix.
+LOOP_ENV_PACKAGES = {'': [UVLOOP], '-rloop': [RLOOP]}
+DEFAULT_LOOPS = ['auto', 'asyncio']
+# Results files from before the loop dimension ran the granian family with `--loop asyncio` only.
+LEGACY_LOOP = 'asyncio'
 
 
 # -- servers ----------------------------------------------------------------------------------------------------
@@ -89,34 +130,71 @@ class Ctx:
 @dataclass
 class Server:
     name: str
-    env: str  # env dir under .envs ('' for the ceiling)
+    env: str  # env dir under .envs ('' for the ceiling); the granian family's envs per loop add LOOPS' env_suffix
     interfaces: frozenset
     features: frozenset  # h2, ws, tls, static
-    command: Callable  # (Server, Scenario, Ctx) -> argv, without the taskset prefix
+    command: Callable  # (Row, Scenario, Ctx) -> argv, without the taskset prefix
     label: str = ''
     ceiling: bool = False
     extra_args: tuple = ()  # a variant: the same server with these options
     variant_of: str = ''
+    granian: bool = False  # of the granian family: one row per loop of `--loops`
+    loop: Optional[str] = None  # the others: the loop they always run, as recorded in the results
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one line of the results measures: a server, and for the granian family the loop it runs."""
+
+    server: Server
+    loop: str = ''  # a key of LOOPS for the granian family, '' for the others
+
+    @property
+    def key(self) -> str:
+        """Its name in the results: `ours@auto`, `granian@asyncio`, `uvicorn`."""
+        return f'{self.server.name}@{self.loop}' if self.loop else self.server.name
+
+    @property
+    def env(self) -> str:
+        return self.server.env + LOOPS[self.loop].env_suffix if self.loop else self.server.env
+
+    @property
+    def env_packages(self) -> List[str]:
+        """What its env holds besides the server's own packages."""
+        return LOOP_ENV_PACKAGES[LOOPS[self.loop].env_suffix] if self.loop else []
+
+    @property
+    def loop_run(self) -> Optional[str]:
+        """The loop recorded with each run."""
+        return self.loop or self.server.loop
 
     def bin(self, name: str) -> str:
         return str(ENVS / self.env / 'bin' / name)
 
 
-def _granian_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+def parse_key(key: str) -> tuple:
+    """(server, loop) of a row's name; the granian family of an older results file ran asyncio."""
+    name, _, loop = key.partition('@')
+    if not loop and name in SERVERS and SERVERS[name].granian:
+        loop = LEGACY_LOOP
+    return name, loop
+
+
+def _granian_cmd(row: Row, scenario: 'Scenario', ctx: Ctx) -> list:
     cmd = [
-        server.bin('granian'), '--interface', scenario.interface, '--host', '127.0.0.1', '--port', str(ctx.port),
-        '--loop', 'asyncio', '--workers', '1', '--log-level', 'warning', '--no-access-log',
+        row.bin('granian'), '--interface', scenario.interface, '--host', '127.0.0.1', '--port', str(ctx.port),
+        '--loop', LOOPS[row.loop].arg, '--workers', '1', '--log-level', 'warning', '--no-access-log',
     ]  # fmt: skip
     if scenario.tls:
         cmd += ['--ssl-certificate', str(ctx.cert), '--ssl-keyfile', str(ctx.key)]
     if scenario.static:
         cmd += ['--static-path-mount', str(ctx.static_dir)]
-    return [*cmd, *server.extra_args, scenario.app]
+    return [*cmd, *row.server.extra_args, scenario.app]
 
 
-def _uvicorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+def _uvicorn_cmd(row: Row, scenario: 'Scenario', ctx: Ctx) -> list:
     cmd = [
-        server.bin('uvicorn'), '--host', '127.0.0.1', '--port', str(ctx.port), '--loop', 'uvloop',
+        row.bin('uvicorn'), '--host', '127.0.0.1', '--port', str(ctx.port), '--loop', 'uvloop',
         '--http', 'httptools', '--log-level', 'warning', '--no-access-log', '--lifespan', 'off',
     ]  # fmt: skip
     if scenario.tls:
@@ -124,8 +202,8 @@ def _uvicorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
     return [*cmd, scenario.app]
 
 
-def _hypercorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
-    cmd = [server.bin('hypercorn'), '--bind', f'127.0.0.1:{ctx.port}', '--workers', '1', '--worker-class', 'asyncio']
+def _hypercorn_cmd(row: Row, scenario: 'Scenario', ctx: Ctx) -> list:
+    cmd = [row.bin('hypercorn'), '--bind', f'127.0.0.1:{ctx.port}', '--workers', '1', '--worker-class', 'asyncio']
     cmd += ['--log-level', 'WARNING']
     if scenario.tls:
         cmd += ['--certfile', str(ctx.cert), '--keyfile', str(ctx.key)]
@@ -133,9 +211,9 @@ def _hypercorn_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
 
 
 def _gunicorn_cmd(worker: str) -> Callable:
-    def command(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+    def command(row: Row, scenario: 'Scenario', ctx: Ctx) -> list:
         cmd = [
-            server.bin('gunicorn'), '--bind', f'127.0.0.1:{ctx.port}', '--workers', '1', '--worker-class', worker,
+            row.bin('gunicorn'), '--bind', f'127.0.0.1:{ctx.port}', '--workers', '1', '--worker-class', worker,
             '--log-level', 'warning',
         ]  # fmt: skip
         if worker == 'gthread':
@@ -147,7 +225,7 @@ def _gunicorn_cmd(worker: str) -> Callable:
     return command
 
 
-def _ceiling_cmd(server: Server, scenario: 'Scenario', ctx: Ctx) -> list:
+def _ceiling_cmd(row: Row, scenario: 'Scenario', ctx: Ctx) -> list:
     return [str(CEILING_BIN), str(ctx.port)]
 
 
@@ -165,7 +243,7 @@ ALL_INTERFACES = frozenset({'rsgi', 'asgi', 'wsgi'})
 SERVERS = {
     server.name: server
     for server in [
-        Server('ours', 'ours', ALL_INTERFACES, frozenset({'h2', 'ws', 'tls', 'static'}), _granian_cmd),
+        Server('ours', 'ours', ALL_INTERFACES, frozenset({'h2', 'ws', 'tls', 'static'}), _granian_cmd, granian=True),
         Server(
             'granian',
             'granian-pypi',
@@ -173,6 +251,7 @@ SERVERS = {
             frozenset({'h2', 'ws', 'tls', 'static'}),
             _granian_cmd,
             label=f'granian {PEER_VERSION}',
+            granian=True,
         ),
         Server(
             'uvicorn',
@@ -181,6 +260,7 @@ SERVERS = {
             frozenset({'ws', 'tls'}),
             _uvicorn_cmd,
             label=f'uvicorn {pinned("uvicorn")}',
+            loop='uvloop',
         ),
         Server(
             'hypercorn',
@@ -189,6 +269,7 @@ SERVERS = {
             frozenset({'h2', 'ws', 'tls'}),
             _hypercorn_cmd,
             label=f'hypercorn {pinned("hypercorn")}',
+            loop='asyncio',
         ),
         Server(
             'gunicorn-sync',
@@ -216,6 +297,7 @@ SERVERS = {
             label='ours --task-impl rust',
             extra_args=('--task-impl', 'rust'),
             variant_of='ours',
+            granian=True,
         ),
         Server(
             'granian-rust-tasks',
@@ -226,6 +308,7 @@ SERVERS = {
             label=f'granian {PEER_VERSION} --task-impl rust',
             extra_args=('--task-impl', 'rust'),
             variant_of='granian',
+            granian=True,
         ),
         Server(
             'ours-access-log',
@@ -236,6 +319,7 @@ SERVERS = {
             label='ours --access-log',
             extra_args=('--access-log',),
             variant_of='ours',
+            granian=True,
         ),
     ]
 }
@@ -378,19 +462,27 @@ def build_scenarios() -> Dict[str, Scenario]:
 
 
 SCENARIOS = build_scenarios()
-# `--quick`: every load generator, every server and each kind of option at least once.
-QUICK = [
-    'rsgi-hello',
-    'asgi-hello',
-    'wsgi-hello',
-    'rsgi-conn-close',
-    'rsgi-stream',
-    'wsgi-upload-64k',
-    'rsgi-h2',
-    'asgi-ws',
-    'asgi-https',
-    'static-10k',
-]
+# `--quick`: every load generator, every server and each kind of option at least once; the granian family on the
+# default loop (auto: uvloop) everywhere, on asyncio too for two hello scenarios. `--loops` replaces these loops.
+QUICK = {
+    'rsgi-hello': ['auto', 'asyncio'],
+    'asgi-hello': ['auto', 'asyncio'],
+    'wsgi-hello': ['auto'],
+    'rsgi-conn-close': ['auto'],
+    'rsgi-stream': ['auto'],
+    'wsgi-upload-64k': ['auto'],
+    'rsgi-h2': ['auto'],
+    'asgi-ws': ['auto'],
+    'asgi-https': ['auto'],
+    'static-10k': ['auto'],
+}
+
+
+def rows_of(scenario: Scenario, servers_filter: Optional[set], loops: List[str]) -> List[Row]:
+    """The rows a scenario measures: the granian family once per loop (loop by loop), then the others."""
+    names = [s for s in scenario.servers if not servers_filter or s in servers_filter]
+    rows = [Row(SERVERS[name], loop) for loop in LOOPS if loop in loops for name in names if SERVERS[name].granian]
+    return rows + [Row(SERVERS[name]) for name in names if not SERVERS[name].granian]
 
 
 # -- processes --------------------------------------------------------------------------------------------------
@@ -562,10 +654,10 @@ def git_describe() -> str:
     return f'{rev}{"+dirty" if dirty else ""}'
 
 
-def install_ours(rebuild: bool, ref: str) -> dict:
-    """Our release build (LTO, as users get it; not the editable dev build) into .envs/ours."""
-    env = venv('ours')
-    stamp = env / '.source'
+def install_ours(names: List[str], rebuild: bool, ref: str) -> dict:
+    """Our release build (LTO, as users get it; not the editable dev build) into the envs `names` (.envs/ours and,
+    for rloop, .envs/ours-rloop): built once as wheels into .envs/ours-wheels, installed into each env. An env that
+    holds a build is kept unless the wheels are of another build or were just built (--rebuild, --ref)."""
     if ref:
         revision = subprocess.run(
             ['git', 'rev-parse', '--short', ref], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
@@ -578,13 +670,25 @@ def install_ours(rebuild: bool, ref: str) -> dict:
         rebuild = True
     else:
         source, revision = ROOT, git_describe()
+    wheels_stamp = OURS_WHEELS / '.source'
     try:
         fingerprint = source_fingerprint(source)
-        if rebuild or not (env / 'bin' / 'granian').exists():
-            build_ours(env, source, revision, fingerprint)
+        missing = [name for name in names if not (ENVS / name / 'bin' / 'granian').exists()]
+        built_now = rebuild or bool(missing and not wheels_stamp.exists())
+        if built_now:
+            build_ours(source, revision, fingerprint)
     finally:
         if ref:
             shutil.rmtree(source, ignore_errors=True)
+    wheels_build = wheels_stamp.read_text() if wheels_stamp.exists() else None
+    for name in names:
+        env, stamp = venv(name), ENVS / name / '.source'
+        env_build = stamp.read_text() if stamp.exists() else None
+        if wheels_build is not None and (built_now or env_build != wheels_build):
+            wheels = sorted(str(path) for path in OURS_WHEELS.glob('*.whl'))
+            pip_install(env, '--reinstall', '--no-sources', *wheels, timeout=900)
+            stamp.write_text(wheels_build)
+    stamp = ENVS / names[0] / '.source'
     built = json.loads(stamp.read_text()) if stamp.exists() else {'revision': 'unknown', 'fingerprint': ''}
     built['stale'] = not ref and built.get('fingerprint') != fingerprint
     if built['stale']:
@@ -595,20 +699,18 @@ def install_ours(rebuild: bool, ref: str) -> dict:
     return built
 
 
-def build_ours(env: Path, source: Path, revision: str, fingerprint: str) -> None:
-    print(f'building ours ({revision}) in release mode into {env} ...', flush=True)
+def build_ours(source: Path, revision: str, fingerprint: str) -> None:
+    print(f'building ours ({revision}) in release mode into {OURS_WHEELS} ...', flush=True)
     wait_for_cargo_idle()
     started = time.monotonic()
+    shutil.rmtree(OURS_WHEELS, ignore_errors=True)
     build_env = {**os.environ, 'MATURIN_PEP517_ARGS': '--profile release', 'CARGO_TARGET_DIR': str(ROOT / 'target')}
-    pip_install(
-        env,
-        '--reinstall',
-        '--no-sources',
-        *(str(source / 'packages' / package) for package in OUR_PACKAGES),
-        env=build_env,
-        timeout=3600,
-    )
-    (env / '.source').write_text(json.dumps({'revision': revision, 'fingerprint': fingerprint}))
+    for package in OUR_PACKAGES:
+        sh(
+            'uv', 'build', '-q', '--wheel', '--no-sources', '-p', sys.executable, '--out-dir', str(OURS_WHEELS),
+            str(source / 'packages' / package), env=build_env, timeout=3600,
+        )  # fmt: skip
+    (OURS_WHEELS / '.source').write_text(json.dumps({'revision': revision, 'fingerprint': fingerprint}))
     print(f'  built in {time.monotonic() - started:.0f} s', flush=True)
 
 
@@ -622,20 +724,31 @@ def ensure_ceiling() -> None:
     sh('cargo', 'build', '--release', '--quiet', '-p', 'granian-bench-ceiling', cwd=ROOT, timeout=3600)
 
 
-def install_envs(servers: set, args) -> dict:
-    """Creates and fills the envs the chosen servers need; returns what was installed."""
-    installed = {}
-    for name in sorted({SERVERS[s].env for s in servers if SERVERS[s].env and SERVERS[s].env != 'ours'}):
+def install_envs(rows: List[Row], args) -> dict:
+    """Creates and fills the envs the chosen rows need; returns {'envs': env -> `uv pip freeze`, 'ours': build}."""
+    wanted = {row.env: row for row in rows if row.server.env}  # one row per env tells what it holds
+    ours = sorted(name for name, row in wanted.items() if row.server.env == 'ours')
+    installed = {'envs': {}, 'ours': install_ours(ours, args.rebuild, args.ref) if ours else {}}
+    for name, row in sorted(wanted.items()):
         env = venv(name)
-        pip_install(env, *PEER_ENVS[name], timeout=900)
-        installed[name] = freeze(env)
-    if 'ours' in servers:
-        installed['ours'] = install_ours(args.rebuild, args.ref)
-    if 'ceiling' in servers:
+        pip_install(env, *PEER_ENVS.get(row.server.env, []), *row.env_packages, timeout=900)
+        if row.loop:
+            drop_other_loops(env, row.env_packages)
+        installed['envs'][name] = freeze(env)
+    if any(row.server.ceiling for row in rows):
         ensure_ceiling()
     tools = venv('tools')
     pip_install(tools, *TOOLS_ENV, timeout=900)
     return installed
+
+
+def drop_other_loops(env: Path, packages: List[str]) -> None:
+    """Uninstalls from a granian-family env the loop packages it must not hold (rloop in the env of `auto` would
+    make it run rloop)."""
+    others = {req.partition('==')[0] for reqs in LOOP_ENV_PACKAGES.values() for req in reqs if req not in packages}
+    present = [req.partition('==')[0] for req in freeze(env) if req.partition('==')[0] in others]
+    if present:
+        sh('uv', 'pip', 'uninstall', '-q', '-p', str(env / 'bin' / 'python'), *present, timeout=300)
 
 
 def freeze(env: Path) -> List[str]:
@@ -703,8 +816,8 @@ def probe(scenario: Scenario, port: int, ca: Path) -> Optional[str]:
     return None
 
 
-def start(server: Server, scenario: Scenario, ctx: Ctx, cpus: str, log: Path) -> subprocess.Popen:
-    cmd = ['taskset', '-c', cpus, *server.command(server, scenario, ctx)]
+def start(row: Row, scenario: Scenario, ctx: Ctx, cpus: str, log: Path) -> subprocess.Popen:
+    cmd = ['taskset', '-c', cpus, *row.server.command(row, scenario, ctx)]
     env = {**os.environ, 'PYTHONPATH': str(HERE), 'PYTHONDONTWRITEBYTECODE': '1'}
     env.pop('VIRTUAL_ENV', None)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -835,10 +948,10 @@ def percentile(values: list, fraction: float) -> float:
     return values[min(len(values) - 1, max(0, round(fraction * (len(values) - 1))))]
 
 
-def measure(server: Server, scenario: Scenario, ctx: Ctx, args, round_no: int) -> dict:
+def measure(row: Row, scenario: Scenario, ctx: Ctx, args, round_no: int) -> dict:
     ctx.port = free_port()
-    log = LOGS / f'{scenario.name}--{server.name}--r{round_no}.log'
-    proc = start(server, scenario, ctx, args.server_cpus, log)
+    log = LOGS / f'{scenario.name}--{row.key}--r{round_no}.log'
+    proc = start(row, scenario, ctx, args.server_cpus, log)
     try:
         if args.warmup > 0:
             if scenario.load == 'wrk':
@@ -872,15 +985,18 @@ def measure(server: Server, scenario: Scenario, ctx: Ctx, args, round_no: int) -
 # -- the suite --------------------------------------------------------------------------------------------------
 
 
-def summarize(scenario: Scenario, runs: Dict[str, List[dict]]) -> dict:
+def summarize(scenario: Scenario, rows: List[Row], runs: Dict[str, List[dict]]) -> dict:
     ok = {name: [r for r in rs if 'rps' in r] for name, rs in runs.items()}
+    loops = [loop for loop in LOOPS if any(row.loop == loop for row in rows)]
     summary = {
         'description': scenario.description,
         'interface': scenario.interface,
         'load': scenario.load,
         'connections': scenario.connections,
         'unit': 'messages/s' if scenario.load == 'ws' else 'requests/s',
-        'servers': list(runs),
+        'loops': loops,
+        'servers': list(runs),  # the rows: `ours@auto`, `granian@asyncio`, `uvicorn`, ...
+        'rows': {row.key: {'server': row.server.name, 'loop': row.loop_run} for row in rows},
         'runs': runs,
         'median_rps': {n: statistics.median(r['rps'] for r in rs) for n, rs in ok.items() if rs},
         'median_p50_ms': {n: statistics.median(r['p50_ms'] for r in rs) for n, rs in ok.items() if rs},
@@ -893,56 +1009,56 @@ def summarize(scenario: Scenario, runs: Dict[str, List[dict]]) -> dict:
             if any('cpu_us_per_req' in r for r in rs)
         },
         'failed_runs': {n: sum(1 for r in rs if 'rps' not in r) for n, rs in runs.items()},
+        'baseline': {},
         'ratios': {},
         'median_ratio': {},
     }
-    # Ratios to the granian release, within each round.
-    base = runs.get(BASELINE, [])
-    for name, rs in runs.items():
-        if name == BASELINE:
+    # Ratios to the granian release within each round: of the same loop for the granian family, of the first loop
+    # (the README's headline section) for the others.
+    for row in rows:
+        base_key = Row(SERVERS[BASELINE], row.loop or (loops[0] if loops else '')).key
+        if row.key == base_key or base_key not in runs:
             continue
         ratios = [
             r['rps'] / b['rps']
-            for r, b in zip(rs, base, strict=False)
+            for r, b in zip(runs[row.key], runs[base_key], strict=False)
             if 'rps' in r and 'rps' in b and b['rps'] > 0 and r['round'] == b['round']
         ]
-        summary['ratios'][name] = [round(x, 4) for x in ratios]
+        summary['baseline'][row.key] = base_key
+        summary['ratios'][row.key] = [round(x, 4) for x in ratios]
         if ratios:
-            summary['median_ratio'][name] = statistics.median(ratios)
+            summary['median_ratio'][row.key] = statistics.median(ratios)
     return summary
 
 
-def run_suite(scenarios: List[Scenario], servers_filter: Optional[set], args, ctx: Ctx) -> Dict[str, dict]:
+def run_suite(plan: List[tuple], args, ctx: Ctx) -> Dict[str, dict]:
+    """`plan`: (scenario, its rows) pairs."""
     results = {}
-    total = sum(len(selected_servers(s, servers_filter)) for s in scenarios) * args.rounds
+    total = sum(len(rows) for _, rows in plan) * args.rounds
     done, began = 0, time.monotonic()
-    for scenario in scenarios:
-        names = selected_servers(scenario, servers_filter)
-        runs: Dict[str, List[dict]] = {name: [] for name in names}
+    for scenario, rows in plan:
+        runs: Dict[str, List[dict]] = {row.key: [] for row in rows}
         for round_no in range(1, args.rounds + 1):
-            for name in names:  # interleaved: A B C, A B C, ...
+            for row in rows:  # interleaved: A B C, A B C, ...
                 try:
-                    run = measure(SERVERS[name], scenario, ctx, args, round_no)
+                    run = measure(row, scenario, ctx, args, round_no)
                 except Exception as exc:  # noqa: BLE001 - a failed run is recorded, the suite goes on
                     detail = ''
                     if isinstance(exc, subprocess.CalledProcessError):
                         detail = ' '.join(f'{exc.stdout or ""} {exc.stderr or ""}'.split())[-300:]
                     run = {'error': f'{type(exc).__name__}: {exc} {detail}'.strip()[:800]}
-                    print(f'  ! {scenario.name} / {name} round {round_no}: {run["error"]}', flush=True)
+                    print(f'  ! {scenario.name} / {row.key} round {round_no}: {run["error"]}', flush=True)
                 run['round'] = round_no
-                runs[name].append(run)
+                run['loop'] = row.loop_run
+                runs[row.key].append(run)
                 done += 1
             if args.rounds > 1:
                 print(f'  {scenario.name} round {round_no}: {round_line(runs, round_no)}', flush=True)
-        results[scenario.name] = summarize(scenario, runs)
+        results[scenario.name] = summarize(scenario, rows, runs)
         elapsed = time.monotonic() - began
         print(f'{scenario.name}: {scenario_line(results[scenario.name])}  [{done}/{total} runs, {elapsed:.0f} s]')
         sys.stdout.flush()
     return results
-
-
-def selected_servers(scenario: Scenario, servers_filter: Optional[set]) -> List[str]:
-    return [s for s in scenario.servers if not servers_filter or s in servers_filter]
 
 
 def round_line(runs: Dict[str, List[dict]], round_no: int) -> str:
@@ -952,6 +1068,16 @@ def round_line(runs: Dict[str, List[dict]], round_no: int) -> str:
         cpu = f' ({r["cpu_us_per_req"]:.1f} µs)' if 'cpu_us_per_req' in r else ''
         parts.append(f'{name} {r["rps"]:.0f}{cpu}' if 'rps' in r else f'{name} failed')
     return ', '.join(parts)
+
+
+def ours_ratios(summary: dict) -> Dict[str, float]:
+    """ours/granian by loop."""
+    ratios = {}
+    for key, ratio in summary['median_ratio'].items():
+        name, loop = parse_key(key)
+        if name == 'ours':
+            ratios[loop] = ratio
+    return ratios
 
 
 def scenario_line(summary: dict) -> str:
@@ -968,9 +1094,9 @@ def scenario_line(summary: dict) -> str:
         if summary['errors'][name]:
             text += f', {summary["errors"][name]} errors'
         parts.append(text + ')')
-    ratio = summary['median_ratio'].get('ours')
+    ratios = ', '.join(f'{loop} {ratio:.3f}' for loop, ratio in ours_ratios(summary).items())
     unit = 'msg/s' if summary['unit'] == 'messages/s' else 'req/s'
-    return f'[{unit}] ' + ', '.join(parts) + (f'; ours/granian {ratio:.3f}' if ratio else '')
+    return f'[{unit}] ' + ', '.join(parts) + (f'; ours/granian: {ratios}' if ratios else '')
 
 
 # -- report -----------------------------------------------------------------------------------------------------
@@ -989,11 +1115,15 @@ LEGEND = (
     'median of the per-round ratios; † marks runs with errors (see the JSON), — a server that does not '
     'support the scenario, ✗ a failed run.'
 )
+LOOPS_NOTE = (
+    'The granian family (ours, the release, their variants) runs every scenario on each loop measured, one section '
+    'per loop, with both servers on the same loop; ratios are between rows of the same loop. The other servers run '
+    'once, on their own loop (uvicorn: uvloop, hypercorn: asyncio), and are in the first section.'
+)
 
 
 def render_markdown(data: dict, chart: Optional[str]) -> str:
     meta, results = data['meta'], data['results']
-    order = [s for s in SERVERS if any(s in r['servers'] for r in results.values())]
     lines = [MARK_START, f'<!-- bench:kind={"quick" if meta["quick"] else "full"} -->', '']
     title = 'Suite results'
     if meta['quick']:
@@ -1010,27 +1140,56 @@ def render_markdown(data: dict, chart: Optional[str]) -> str:
         lines += [QUICK_NOTE, '']
     if chart:
         lines += [f'![requests/s per scenario and server]({chart})', '']
-    lines += [LEGEND, '']
-    groups = {}
+    keys = [key for r in results.values() for key in r['servers']]
+    loops = [loop for loop in LOOPS if any(parse_key(key)[1] == loop for key in keys)]
+    lines += [LEGEND + (' ' + LOOPS_NOTE if loops else ''), '']
+    for loop in loops or ['']:
+        if loop:
+            lines += [f'### {LOOPS[loop].title}', '']
+        lines += render_section(results, loop, others=loop == (loops or [''])[0])
+    errors = [
+        f'{n} / {s}: {r["errors"][s]}' for n, r in results.items() for s in r['errors'] if r['errors'][s]
+    ]  # fmt: skip
+    if errors:
+        lines += [
+            'Errors (wrk: non-2xx and socket errors; h2load: failed requests; ws: failed echoes and close '
+            'handshakes over 1 s): ' + '; '.join(errors),
+            '',
+        ]
+    lines.append(MARK_END)
+    return '\n'.join(lines)
+
+
+def render_section(results: dict, loop: str, others: bool) -> List[str]:
+    """The tables of one loop: the rows of the granian family on `loop`, and with `others` the other servers."""
+    columns = {}  # scenario -> {server: row key}
     for name, r in results.items():
-        groups.setdefault('static' if name.startswith('static') else r['interface'], []).append(name)
+        for key in r['servers']:
+            server, row_loop = parse_key(key)
+            if row_loop == loop or (others and not row_loop):
+                columns.setdefault(name, {})[server] = key
+    groups = {}
+    for name in columns:
+        groups.setdefault('static' if name.startswith('static') else results[name]['interface'], []).append(name)
+    level = '####' if loop else '###'
+    lines = []
     for group, names in groups.items():
-        present = [s for s in order if any(s in results[n]['servers'] for n in names)]
-        lines += [f'### {group.upper() if group != "static" else "Static files"}', '']
+        present = [s for s in SERVERS if any(s in columns[n] for n in names)]
+        lines += [f'{level} {group.upper() if group != "static" else "Static files"}', '']
         lines.append('| scenario | ' + ' | '.join(label(s) for s in present) + ' | ours/granian |')
         lines.append('| --- |' + ' ---: |' * (len(present) + 1))
         for n in names:
-            r = results[n]
+            r, keys = results[n], columns[n]
             cells = []
             for s in present:
-                if s not in r['servers']:
+                if s not in keys:
                     cells.append('—')
-                elif s not in r['median_rps']:
+                elif keys[s] not in r['median_rps']:
                     cells.append('✗')
                 else:
-                    cell = fmt_int(r['median_rps'][s]) + (' †' if r['errors'].get(s) else '')
+                    cell = fmt_int(r['median_rps'][keys[s]]) + (' †' if r['errors'].get(keys[s]) else '')
                     cells.append(f'**{cell}**' if s == 'ours' else cell)
-            ratio = r['median_ratio'].get('ours')
+            ratio = r['median_ratio'].get(keys.get('ours'))
             lines.append(f'| {n} | ' + ' | '.join(cells) + f' | {f"{ratio:.2f}" if ratio else "—"} |')
         lines += [
             '',
@@ -1043,28 +1202,19 @@ def render_markdown(data: dict, chart: Optional[str]) -> str:
         lines.append('| scenario | ' + ' | '.join(label(s) for s in present) + ' |')
         lines.append('| --- |' + ' ---: |' * len(present))
         for n in names:
-            r = results[n]
+            r, keys = results[n], columns[n]
             cells = []
             for s in present:
-                if s not in r['median_rps']:
-                    cells.append('—' if s not in r['servers'] else '✗')
+                if keys.get(s) not in r['median_rps']:
+                    cells.append('—' if s not in keys else '✗')
                     continue
-                p50, p99, rss = r['median_p50_ms'][s], r['median_p99_ms'][s], r['peak_rss_kib'][s] / 1024
-                cpu = r.get('median_cpu_us_per_req', {}).get(s)
+                key = keys[s]
+                p50, p99, rss = r['median_p50_ms'][key], r['median_p99_ms'][key], r['peak_rss_kib'][key] / 1024
+                cpu = r.get('median_cpu_us_per_req', {}).get(key)
                 cells.append(f'{p50:.2f} / {p99:.2f} · {rss:.0f}' + (f' · {cpu:.1f}' if cpu is not None else ''))
             lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
         lines.append('')
-    errors = [
-        f'{n} / {s}: {r["errors"][s]}' for n, r in results.items() for s in r['errors'] if r['errors'][s]
-    ]  # fmt: skip
-    if errors:
-        lines += [
-            'Errors (wrk: non-2xx and socket errors; h2load: failed requests; ws: failed echoes and close '
-            'handshakes over 1 s): ' + '; '.join(errors),
-            '',
-        ]
-    lines.append(MARK_END)
-    return '\n'.join(lines)
+    return lines
 
 
 def update_readme(block: str, quick: bool, policy: str) -> bool:
@@ -1125,12 +1275,21 @@ def select(args) -> List[Scenario]:
         if unknown:
             sys.exit(f'no scenario matches {unknown}; see --list')
     elif args.quick:
-        names = QUICK
+        names = list(QUICK)
     else:
         names = list(SCENARIOS)
     if args.interfaces:
         names = [n for n in names if SCENARIOS[n].interface in args.interfaces]
     return [SCENARIOS[n] for n in names]
+
+
+def scenario_loops(scenario: Scenario, args) -> List[str]:
+    """The loops the granian family runs `scenario` on: `--loops`, else those of --quick, else the default."""
+    if args.loops:
+        return args.loops
+    if args.quick and scenario.name in QUICK:
+        return QUICK[scenario.name]
+    return DEFAULT_LOOPS
 
 
 def main() -> None:
@@ -1143,6 +1302,12 @@ def main() -> None:
     parser.add_argument('--only', nargs='+', metavar='PATTERN', help='scenario names or globs (see --list)')
     parser.add_argument('--interfaces', nargs='+', choices=sorted(ALL_INTERFACES))
     parser.add_argument('--servers', nargs='+', choices=list(SERVERS), help='only these servers')
+    parser.add_argument(
+        '--loops',
+        nargs='+',
+        choices=list(LOOPS),
+        help=f'the loops of the granian family (default: {" ".join(DEFAULT_LOOPS)}; --quick: its own, see --list)',
+    )
     parser.add_argument('--rebuild', action='store_true', help='rebuild and reinstall our release build')
     parser.add_argument('--ref', default='', help='build ours from this git revision (git archive) instead')
     parser.add_argument('--server-cpus', default='0', help='taskset CPU list of the servers')
@@ -1157,19 +1322,21 @@ def main() -> None:
         args.rounds, args.duration, args.warmup, args.ws_messages = 1, 2, 1, 300
 
     if args.list:
+        family = ', '.join(name for name, server in SERVERS.items() if server.granian)
+        print(f'The granian family ({family}) runs once per loop of --loops (default: {" ".join(DEFAULT_LOOPS)}).')
+        print(f'{"--quick loops":14} {"scenario":22} {"servers":58} what')
         for scenario in SCENARIOS.values():
-            mark = '*' if scenario.name in QUICK else ' '
-            print(f'{mark} {scenario.name:18} {", ".join(scenario.servers):58} {scenario.description}')
-        print('(* in --quick)')
+            quick = ' '.join(QUICK.get(scenario.name, ['-']))
+            print(f'{quick:14} {scenario.name:22} {", ".join(scenario.servers):58} {scenario.description}')
         return
     if args.from_json:
         report(args.from_json.resolve(), args.readme)
         return
 
-    scenarios = select(args)
     servers_filter = set(args.servers) if args.servers else None
-    needed = {s for scenario in scenarios for s in selected_servers(scenario, servers_filter)}
-    if not needed:
+    plan = [(scenario, rows_of(scenario, servers_filter, scenario_loops(scenario, args))) for scenario in select(args)]
+    plan = [(scenario, rows) for scenario, rows in plan if rows]
+    if not plan:
         sys.exit('nothing to run')
 
     signal.signal(signal.SIGTERM, _on_signal)
@@ -1177,17 +1344,17 @@ def main() -> None:
     atexit.register(stop_all)
     began = time.monotonic()
     ensure_tools()
-    installed = install_envs(needed, args)
+    installed = install_envs([row for _, rows in plan for row in rows], args)
     ctx = ensure_fixtures()
-    print(f'setup done in {time.monotonic() - began:.0f} s; {len(scenarios)} scenarios', flush=True)
+    print(f'setup done in {time.monotonic() - began:.0f} s; {len(plan)} scenarios', flush=True)
 
     stamp = datetime.now(timezone.utc).strftime('%Y-%m-%dT%H%M%SZ')
     loadavg_start = ' '.join(Path('/proc/loadavg').read_text().split()[:3])
     try:
-        results = run_suite(scenarios, servers_filter, args, ctx)
+        results = run_suite(plan, args, ctx)
     finally:
         stop_all()
-    ours = installed.get('ours', {})
+    ours = installed['ours']
     cpuinfo = Path('/proc/cpuinfo').read_text().splitlines()
     cpu = next((line.split(':', 1)[1].strip() for line in cpuinfo if line.startswith('model name')), '')
     meta = {
@@ -1197,6 +1364,7 @@ def main() -> None:
         'machine': f'{platform.machine()} {cpu}, {os.cpu_count()} cores, Linux {platform.release()}',
         'python': platform.python_version(),
         'rounds': args.rounds,
+        'loops': [loop for loop in LOOPS if any(row.loop == loop for _, rows in plan for row in rows)],
         'duration_s': args.duration,
         'warmup_s': args.warmup,
         'ws_messages_per_client': args.ws_messages,
@@ -1206,7 +1374,7 @@ def main() -> None:
         'loadavg_end': ' '.join(Path('/proc/loadavg').read_text().split()[:3]),
         'elapsed_s': round(time.monotonic() - began),
         'ours_build': f'{ours.get("revision", "?")}{" (STALE build)" if ours.get("stale") else ""}' if ours else '-',
-        'envs': {k: v for k, v in installed.items() if k != 'ours'},
+        'envs': installed['envs'],
         'tools': {
             'wrk': tool_version(['wrk', '-v']),
             'h2load': tool_version(['h2load', '--version']),
