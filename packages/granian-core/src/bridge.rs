@@ -21,11 +21,31 @@ use crate::task::{RustTask, TaskHooks};
 
 pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
+/// Work the loop thread hands back to the runtime (a response to its connection).
+pub type Delivery = Box<dyn FnOnce() + Send>;
+
 pub struct BridgeQueue {
     jobs: Mutex<Vec<Job>>,
     signaled: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
+    outbox: Outbox,
+}
+
+/// Deliveries from the loop thread to the runtime, handed over in batches.
+///
+/// Completing a response wakes the task waiting for it; from the loop thread that is a
+/// cross-thread wake-up of the runtime (an eventfd write, and on a shared core often a
+/// switch to the runtime thread at once, which then writes that one response alone).
+/// Batched, the runtime is woken once for every response the loop produced in one pass,
+/// and an HTTP/2 connection writes the frames of all its finished streams together.
+struct Outbox {
+    pending: Mutex<Vec<(tokio::runtime::Handle, Delivery)>>,
+    /// A flush is already due: at the end of the current drain, or queued with call_soon.
+    flush_due: AtomicBool,
+    draining: AtomicBool,
+    /// `(loop.call_soon, flusher)`: how a flush is queued when no drain is running.
+    scheduler: PyOnceLock<(Py<PyAny>, Py<PyAny>)>,
 }
 
 impl BridgeQueue {
@@ -38,7 +58,61 @@ impl BridgeQueue {
             signaled: AtomicBool::new(false),
             wake_tx,
             wake_rx,
+            outbox: Outbox {
+                pending: Mutex::new(Vec::with_capacity(64)),
+                flush_due: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
+                scheduler: PyOnceLock::new(),
+            },
         })
+    }
+
+    /// Runs `delivery` on `runtime` soon: at once from a runtime thread, else (the loop
+    /// thread, holding the GIL) with the other deliveries of this loop pass.
+    pub fn deliver(self: &Arc<Self>, runtime: &tokio::runtime::Handle, delivery: Delivery) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            delivery();
+            return;
+        }
+        let outbox = &self.outbox;
+        outbox
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((runtime.clone(), delivery));
+        if outbox.flush_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if outbox.draining.load(Ordering::Acquire) {
+            return; // the drain flushes when its jobs are done
+        }
+        // Deliveries come from the loop thread, which holds the GIL: attaching is a check.
+        let queued = Python::attach(|py| {
+            outbox
+                .scheduler
+                .get(py)
+                .is_some_and(|(call_soon, flusher)| call_soon.bind(py).call1((flusher.bind(py),)).is_ok())
+        });
+        if !queued {
+            self.flush_outbox();
+        }
+    }
+
+    fn flush_outbox(&self) {
+        let outbox = &self.outbox;
+        outbox.flush_due.store(false, Ordering::Release);
+        let batch = std::mem::take(&mut *outbox.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let Some((runtime, _)) = batch.first() else {
+            return;
+        };
+        // One task for the batch: one wake-up of the runtime, and the completions happen on
+        // its thread, where waking the connections' tasks costs no syscall.
+        let runtime = runtime.clone();
+        runtime.spawn(async move {
+            for (_, delivery) in batch {
+                delivery();
+            }
+        });
     }
 
     /// Queue a job to run on the loop thread. Callable from any thread, GIL or not.
@@ -73,10 +147,15 @@ impl BridgeQueue {
         // Cleared before taking the jobs: anything queued after this line wakes us again.
         self.signaled.store(false, Ordering::Release);
         let jobs = std::mem::take(&mut *self.jobs.lock().unwrap_or_else(|e| e.into_inner()));
+        self.outbox.draining.store(true, Ordering::Release);
         for job in jobs {
             if catch_unwind(AssertUnwindSafe(|| job(py))).is_err() {
                 log::error!("internal error while handing work to the event loop");
             }
+        }
+        self.outbox.draining.store(false, Ordering::Release);
+        if self.outbox.flush_due.load(Ordering::Acquire) {
+            self.flush_outbox();
         }
     }
 }
@@ -102,6 +181,41 @@ impl LoopBridge {
 
     fn drain(&self, py: Python<'_>) {
         self.queue.drain(py);
+    }
+
+    /// Lets deliveries made outside a drain be flushed with `loop.call_soon`, after the
+    /// tasks that are ready in this pass of the loop. Without it they go out one by one.
+    fn bind_loop(slf: &Bound<'_, Self>, event_loop: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let call_soon = event_loop.getattr("call_soon")?.unbind();
+        let flusher = Py::new(
+            py,
+            OutboxFlusher {
+                queue: slf.get().queue.clone(),
+            },
+        )?
+        .into_any();
+        let _ = slf.get().queue.outbox.scheduler.set(py, (call_soon, flusher));
+        Ok(())
+    }
+
+    /// Hands over what is still waiting in the outbox (a loop that stops before its
+    /// queued flush ran).
+    fn flush(&self) {
+        self.queue.flush_outbox();
+    }
+}
+
+/// What `call_soon` runs to flush the outbox.
+#[pyclass(frozen, module = "granian._granian")]
+struct OutboxFlusher {
+    queue: Arc<BridgeQueue>,
+}
+
+#[pymethods]
+impl OutboxFlusher {
+    fn __call__(&self) {
+        self.queue.flush_outbox();
     }
 }
 

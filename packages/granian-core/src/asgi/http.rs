@@ -52,7 +52,8 @@ impl Handler for AsgiHandler {
                 handler.start_websocket(py, req, peer, ResponseSlot::new(tx), upgrade, runtime);
             })),
             None => self.ctx.bridge.schedule(Box::new(move |py| {
-                handler.start(py, req, peer, ResponseSlot::new(tx), state, runtime);
+                let response = ResponseSlot::batched(tx, handler.ctx.bridge.clone(), runtime.clone());
+                handler.start(py, req, peer, response, state, runtime);
             })),
         }
         match rx.await {

@@ -13,33 +13,59 @@ use tokio_util::io::ReaderStream;
 
 use super::body::{FileReader, Payload, ResponseBody};
 use super::server::error_response;
+use crate::bridge::BridgeQueue;
 
 const FILE_CHUNK: usize = 128 * 1024;
 
 pub type Responder = oneshot::Sender<Response<ResponseBody>>;
 
 /// Holds the sender of the one response a request gets.
-pub struct ResponseSlot(Mutex<Option<Responder>>);
+pub struct ResponseSlot {
+    responder: Mutex<Option<Responder>>,
+    /// For requests served on the event loop: responses go back through the loop's outbox,
+    /// in batches (see `BridgeQueue::deliver`).
+    outbox: Option<(Arc<BridgeQueue>, tokio::runtime::Handle)>,
+}
 
 impl ResponseSlot {
     pub fn new(responder: Responder) -> Self {
-        Self(Mutex::new(Some(responder)))
+        Self {
+            responder: Mutex::new(Some(responder)),
+            outbox: None,
+        }
+    }
+
+    /// A slot whose response, sent from the loop thread, leaves with the others of the same
+    /// pass of the loop.
+    pub fn batched(responder: Responder, bridge: Arc<BridgeQueue>, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            responder: Mutex::new(Some(responder)),
+            outbox: Some((bridge, runtime)),
+        }
     }
 
     /// `false` when a response was already sent.
     pub fn send(&self, response: Response<ResponseBody>) -> bool {
-        match self.0.lock().ok().and_then(|mut r| r.take()) {
-            Some(responder) => {
-                // A send error means the client is gone: nothing left to tell it.
+        let Some(responder) = self.responder.lock().ok().and_then(|mut r| r.take()) else {
+            return false;
+        };
+        // A send error means the client is gone: nothing left to tell it.
+        match &self.outbox {
+            Some((bridge, runtime)) => bridge.deliver(
+                runtime,
+                Box::new(move || {
+                    let _ = responder.send(response);
+                }),
+            ),
+            None => {
                 let _ = responder.send(response);
-                true
             }
-            None => false,
         }
+        true
     }
 
     pub fn is_pending(&self) -> bool {
-        self.0.lock().map(|r| r.is_some()).unwrap_or(false)
+        self.responder.lock().map(|r| r.is_some()).unwrap_or(false)
     }
 
     /// Answers 500 if nothing was sent; `true` if it did.

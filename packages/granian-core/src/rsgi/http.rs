@@ -45,7 +45,8 @@ impl Handler for RsgiHandler {
                 start_websocket(py, &ctx, req, peer, ResponseSlot::new(tx), upgrade, runtime);
             })),
             None => self.ctx.bridge.schedule(Box::new(move |py| {
-                start_request(py, &ctx, req, peer, ResponseSlot::new(tx), state, runtime);
+                let response = ResponseSlot::batched(tx, ctx.bridge.clone(), runtime.clone());
+                start_request(py, &ctx, req, peer, response, state, runtime);
             })),
         }
         match rx.await {

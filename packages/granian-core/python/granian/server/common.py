@@ -704,6 +704,7 @@ class _RunningWorker:
         self.loop = loop
         asyncio.set_event_loop(loop)
         bridge = LoopBridge()
+        bridge.bind_loop(loop)
         loop.add_reader(bridge.fileno(), bridge.drain)
         with self._signals(loop):
             interface.startup(app, loop)
@@ -719,6 +720,7 @@ class _RunningWorker:
                 self.native.shutdown()
                 self.native.join()
                 loop.remove_reader(bridge.fileno())
+                bridge.flush()
                 interface.shutdown(app, loop)
                 _cancel_leftovers(loop)
                 loop.close()

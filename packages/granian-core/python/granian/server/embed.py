@@ -329,6 +329,7 @@ class Server(AbstractServer):
         await _startup(self.interface, app, loop)
         try:
             bridge = LoopBridge()
+            bridge.bind_loop(loop)
             loop.add_reader(bridge.fileno(), bridge.drain)
             done: asyncio.Future[None] = loop.create_future()
 
