@@ -291,10 +291,13 @@ def test_input_read_n(client):
     assert info['reads'] == -(-len(body) // 1000)
 
 
-def test_input_read_readline_readlines(client):
-    # Split across upload chunks so lines straddle the pieces the server receives.
+@pytest.mark.parametrize('sized', [False, True], ids=['chunked', 'content-length'])
+def test_input_read_readline_readlines(client, sized):
+    # Split across upload chunks so lines straddle the pieces the server receives. With a
+    # content-length the body is read before the app runs, kept as the pieces it came in.
     parts = [b'ab', b'cdef\nli', b'ne two is long\nth', b'ird\nfourth\nlast-no-newline']
-    info = client.post('/input/mixed', content=iter(parts)).json()
+    headers = {'content-length': str(sum(map(len, parts)))} if sized else {}
+    info = client.post('/input/mixed', content=iter(parts), headers=headers).json()
     assert info == {
         'read3': 'abc',
         'readline': 'def\n',

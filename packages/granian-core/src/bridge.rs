@@ -11,7 +11,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::ThreadId;
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
@@ -46,6 +47,8 @@ struct Outbox {
     draining: AtomicBool,
     /// `(loop.call_soon, flusher)`: how a flush is queued when no drain is running.
     scheduler: PyOnceLock<(Py<PyAny>, Py<PyAny>)>,
+    /// The loop's thread: only deliveries made there wait for the batch.
+    loop_thread: OnceLock<ThreadId>,
 }
 
 impl BridgeQueue {
@@ -63,18 +66,20 @@ impl BridgeQueue {
                 flush_due: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
                 scheduler: PyOnceLock::new(),
+                loop_thread: OnceLock::new(),
             },
         })
     }
 
-    /// Runs `delivery` on `runtime` soon: at once from a runtime thread, else (the loop
-    /// thread, holding the GIL) with the other deliveries of this loop pass.
+    /// Runs `delivery` soon: from the loop's thread with the other deliveries of this loop
+    /// pass (on `runtime`), from any other thread at once (an app may answer from a thread
+    /// of its own; nothing would flush a batch there).
     pub fn deliver(self: &Arc<Self>, runtime: &tokio::runtime::Handle, delivery: Delivery) {
-        if tokio::runtime::Handle::try_current().is_ok() {
+        let outbox = &self.outbox;
+        if outbox.loop_thread.get() != Some(&std::thread::current().id()) {
             delivery();
             return;
         }
-        let outbox = &self.outbox;
         outbox
             .pending
             .lock()
@@ -195,7 +200,9 @@ impl LoopBridge {
             },
         )?
         .into_any();
-        let _ = slf.get().queue.outbox.scheduler.set(py, (call_soon, flusher));
+        let outbox = &slf.get().queue.outbox;
+        let _ = outbox.scheduler.set(py, (call_soon, flusher));
+        let _ = outbox.loop_thread.set(std::thread::current().id());
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! WSGI (PEP 3333): the environ, `start_response`, `write`, `wsgi.input` and response
 //! iteration, run on the blocking pool with the GIL; hyper only ever waits on channels.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::{Arc, Mutex};
@@ -59,8 +60,8 @@ impl Handler for WsgiHandler {
         // A small body with a known length is read here, on the runtime: the app then reads
         // it from memory instead of handing each read back and forth between threads.
         let body = match incoming.size_hint().exact() {
-            Some(len) if len > 0 && len <= PREFETCH_LIMIT => match incoming.collect().await {
-                Ok(collected) => InputSource::Read(collected.to_bytes()),
+            Some(len) if len > 0 && len <= PREFETCH_LIMIT => match read_frames(incoming).await {
+                Ok(chunks) => InputSource::Read(chunks),
                 Err(err) => {
                     log::debug!("the client went away while sending the request body: {err}");
                     guard.0.complete();
@@ -171,8 +172,21 @@ const PREFETCH_LIMIT: u64 = 64 * 1024;
 
 /// Where `wsgi.input` reads from.
 enum InputSource {
-    Read(Bytes),
+    /// The whole body, as the frames it came in (shared, not joined).
+    Read(VecDeque<Bytes>),
     Streamed(Incoming),
+}
+
+async fn read_frames(mut incoming: Incoming) -> Result<VecDeque<Bytes>, hyper::Error> {
+    let mut chunks = VecDeque::new();
+    while let Some(frame) = incoming.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if !data.is_empty() {
+                chunks.push_back(data);
+            }
+        }
+    }
+    Ok(chunks)
 }
 
 fn run_request(
@@ -503,11 +517,15 @@ impl FileWrapper {
 }
 
 /// `wsgi.input`: reads the request body as it arrives, waiting without the GIL.
+///
+/// What arrived and was not read yet is kept as the frames hyper received (shared, not
+/// joined); a read copies its bytes once, straight into the `bytes` object it returns.
 #[pyclass(module = "granian._granian", name = "WSGIInput")]
 pub struct WsgiInput {
     body: RequestBody,
     runtime: tokio::runtime::Handle,
-    buffer: BytesMut,
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
 }
 
 impl WsgiInput {
@@ -515,17 +533,34 @@ impl WsgiInput {
         Self {
             body,
             runtime,
-            buffer: BytesMut::new(),
+            chunks: VecDeque::new(),
+            buffered: 0,
         }
     }
 
     /// A body the runtime read in full before the app started.
-    fn read_already(data: Bytes, runtime: tokio::runtime::Handle) -> Self {
+    fn read_already(chunks: VecDeque<Bytes>, runtime: tokio::runtime::Handle) -> Self {
         Self {
             body: RequestBody::ended(),
             runtime,
-            buffer: BytesMut::from(data),
+            buffered: chunks.iter().map(Bytes::len).sum(),
+            chunks,
         }
+    }
+
+    /// Where the first newline of the buffered bytes ends (one past it), scanning past `from`.
+    fn newline_end(&self, from: usize) -> Option<usize> {
+        let mut offset = 0;
+        for chunk in &self.chunks {
+            let start = from.saturating_sub(offset);
+            if start < chunk.len() {
+                if let Some(pos) = chunk[start..].iter().position(|&b| b == b'\n') {
+                    return Some(offset + start + pos + 1);
+                }
+            }
+            offset += chunk.len();
+        }
+        None
     }
 
     /// Appends the next chunk to the buffer; `false` at the end of the body.
@@ -540,7 +575,8 @@ impl WsgiInput {
         });
         match py.detach(move || rx.blocking_recv()) {
             Ok(Ok(Some((data, _)))) => {
-                self.buffer.extend_from_slice(&data);
+                self.buffered += data.len();
+                self.chunks.push_back(data);
                 Ok(true)
             }
             Ok(Ok(None)) => Ok(false),
@@ -550,10 +586,26 @@ impl WsgiInput {
         }
     }
 
-    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> Bound<'py, PyBytes> {
-        let n = n.min(self.buffer.len());
-        let chunk = self.buffer.split_to(n);
-        PyBytes::new(py, &chunk)
+    fn take<'py>(&mut self, py: Python<'py>, n: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let n = n.min(self.buffered);
+        self.buffered -= n;
+        let chunks = &mut self.chunks;
+        PyBytes::new_with(py, n, |out| {
+            let mut filled = 0;
+            while filled < n {
+                let Some(front) = chunks.front_mut() else { break };
+                let step = front.len().min(n - filled);
+                out[filled..filled + step].copy_from_slice(&front[..step]);
+                filled += step;
+                if step == front.len() {
+                    chunks.pop_front();
+                } else {
+                    // Splitting shares the rest of the frame: no copy.
+                    let _ = front.split_to(step);
+                }
+            }
+            Ok(())
+        })
     }
 }
 
@@ -564,11 +616,11 @@ impl WsgiInput {
         let size = size.unwrap_or(-1);
         if size < 0 {
             while self.fill(py)? {}
-            return Ok(self.take(py, usize::MAX));
+            return self.take(py, usize::MAX);
         }
         let size = size as usize;
-        while self.buffer.len() < size && self.fill(py)? {}
-        Ok(self.take(py, size))
+        while self.buffered < size && self.fill(py)? {}
+        self.take(py, size)
     }
 
     #[pyo3(signature = (size = -1))]
@@ -576,13 +628,12 @@ impl WsgiInput {
         let limit = size.filter(|s| *s >= 0).map(|s| s as usize);
         let mut scanned = 0;
         loop {
-            if let Some(pos) = self.buffer[scanned..].iter().position(|&b| b == b'\n') {
-                let end = scanned + pos + 1;
-                return Ok(self.take(py, limit.map_or(end, |l| l.min(end))));
+            if let Some(end) = self.newline_end(scanned) {
+                return self.take(py, limit.map_or(end, |l| l.min(end)));
             }
-            scanned = self.buffer.len();
+            scanned = self.buffered;
             if limit.is_some_and(|l| scanned >= l) || !self.fill(py)? {
-                return Ok(self.take(py, limit.unwrap_or(usize::MAX)));
+                return self.take(py, limit.unwrap_or(usize::MAX));
             }
         }
     }
