@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 
@@ -49,6 +49,9 @@ struct Outbox {
     scheduler: PyOnceLock<(Py<PyAny>, Py<PyAny>)>,
     /// The loop's thread: only deliveries made there wait for the batch.
     loop_thread: OnceLock<ThreadId>,
+    /// Requests of this loop still waiting for their response: when the last one answers,
+    /// the batch is complete and leaves at once (a lone request waits for no loop pass).
+    awaiting: AtomicUsize,
 }
 
 impl BridgeQueue {
@@ -67,6 +70,7 @@ impl BridgeQueue {
                 draining: AtomicBool::new(false),
                 scheduler: PyOnceLock::new(),
                 loop_thread: OnceLock::new(),
+                awaiting: AtomicUsize::new(0),
             },
         })
     }
@@ -78,6 +82,16 @@ impl BridgeQueue {
         let outbox = &self.outbox;
         if outbox.loop_thread.get() != Some(&std::thread::current().id()) {
             delivery();
+            return;
+        }
+        if outbox.awaiting.load(Ordering::Acquire) == 0 {
+            // Nothing else is coming in this pass: send this one with what is queued.
+            outbox
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((runtime.clone(), delivery));
+            self.flush_outbox();
             return;
         }
         outbox
@@ -101,6 +115,16 @@ impl BridgeQueue {
         if !queued {
             self.flush_outbox();
         }
+    }
+
+    /// A request that will answer through `deliver` started.
+    pub fn response_awaited(&self) {
+        self.outbox.awaiting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// That request answered (or gave up): called before its delivery.
+    pub fn response_settled(&self) {
+        self.outbox.awaiting.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn flush_outbox(&self) {

@@ -38,6 +38,7 @@ impl ResponseSlot {
     /// A slot whose response, sent from the loop thread, leaves with the others of the same
     /// pass of the loop.
     pub fn batched(responder: Responder, bridge: Arc<BridgeQueue>, runtime: tokio::runtime::Handle) -> Self {
+        bridge.response_awaited();
         Self {
             responder: Mutex::new(Some(responder)),
             outbox: Some((bridge, runtime)),
@@ -51,12 +52,15 @@ impl ResponseSlot {
         };
         // A send error means the client is gone: nothing left to tell it.
         match &self.outbox {
-            Some((bridge, runtime)) => bridge.deliver(
-                runtime,
-                Box::new(move || {
-                    let _ = responder.send(response);
-                }),
-            ),
+            Some((bridge, runtime)) => {
+                bridge.response_settled();
+                bridge.deliver(
+                    runtime,
+                    Box::new(move || {
+                        let _ = responder.send(response);
+                    }),
+                )
+            }
             None => {
                 let _ = responder.send(response);
             }
@@ -71,6 +75,16 @@ impl ResponseSlot {
     /// Answers 500 if nothing was sent; `true` if it did.
     pub fn fail(&self) -> bool {
         self.send(error_response(StatusCode::INTERNAL_SERVER_ERROR))
+    }
+}
+
+impl Drop for ResponseSlot {
+    fn drop(&mut self) {
+        // Never answered (hyper sees the sender dropped): no longer awaited either.
+        let unanswered = self.responder.get_mut().map(|r| r.is_some()).unwrap_or(false);
+        if let (true, Some((bridge, _))) = (unanswered, &self.outbox) {
+            bridge.response_settled();
+        }
     }
 }
 
