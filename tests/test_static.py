@@ -191,6 +191,53 @@ def test_etag_is_stable_and_tracks_the_file(server, tree):
     assert again.body == b'second, longer version'
 
 
+# Small files are kept in memory once served; each request checks the file is still the one
+# kept (device, inode, size, modification time) with one stat, so any change is seen at once.
+
+
+def test_cached_file_rewritten_with_the_same_size_is_served_anew(server, tree):
+    target = tree / 'same-size.txt'
+    target.write_bytes(b'version-1')
+    os.utime(target, (MTIME, MTIME))
+    assert fetch(server.port, '/static/same-size.txt').body == b'version-1'
+    assert fetch(server.port, '/static/same-size.txt').body == b'version-1'  # from memory
+    target.write_bytes(b'version-2')
+    os.utime(target, (MTIME + 1, MTIME + 1))
+    assert fetch(server.port, '/static/same-size.txt').body == b'version-2'
+
+
+def test_cached_file_replaced_by_another_file_is_served_anew(server, tree):
+    """Same size, same modification time, but a new inode (an atomic replace by rename)."""
+    target = tree / 'replaced.txt'
+    target.write_bytes(b'old-content')
+    os.utime(target, (MTIME, MTIME))
+    assert fetch(server.port, '/static/replaced.txt').body == b'old-content'
+    fresh = tree / 'replaced.tmp'
+    fresh.write_bytes(b'new-content')
+    os.utime(fresh, (MTIME, MTIME))
+    os.replace(fresh, target)
+    assert fetch(server.port, '/static/replaced.txt').body == b'new-content'
+
+
+def test_cached_file_removed_is_404(server, tree):
+    target = tree / 'short-lived.txt'
+    target.write_bytes(b'here for now')
+    assert fetch(server.port, '/static/short-lived.txt').status == 200
+    target.unlink()
+    assert fetch(server.port, '/static/short-lived.txt').status == 404
+
+
+def test_cached_symlink_repointed_out_of_the_mount_is_404(server, tree):
+    link = tree / 'moving-link.txt'
+    link.symlink_to('alpha.txt')
+    assert fetch(server.port, '/static/moving-link.txt').body == ALPHA
+    link.unlink()
+    link.symlink_to('../secret.txt')
+    response = fetch(server.port, '/static/moving-link.txt')
+    assert response.status == 404
+    assert SECRET not in response.body
+
+
 @pytest.mark.parametrize(
     'name, mime',
     [

@@ -1,8 +1,13 @@
 //! Static files served by the core, without entering Python: path resolution that never
 //! leaves a mount, validators (etag, last-modified), conditional and range requests.
 
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
 
 use http::header::{
     HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, EXPIRES,
@@ -29,6 +34,104 @@ pub struct StaticFiles {
     pub expires: u64,
     /// Served for a directory, when set (e.g. `index.html`).
     pub dir_to_file: Option<String>,
+    /// Small files recently served, shared by the worker's connections.
+    pub cache: Arc<FileCache>,
+}
+
+/// The contents of small files recently served, by the path asked for.
+///
+/// A hit is checked against the file system on every request with one `stat` of that path
+/// (following symlinks): the same device, inode, size and modification time, or the entry
+/// is dropped and the file is looked up again from scratch (so a symlink re-pointed outside
+/// the mount is refused as before). A hit costs no trip to the blocking pool and no read.
+#[derive(Default)]
+pub struct FileCache {
+    entries: Mutex<CacheEntries>,
+}
+
+impl std::fmt::Debug for FileCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (files, bytes) = self
+            .entries
+            .lock()
+            .map(|e| (e.by_path.len(), e.bytes))
+            .unwrap_or_default();
+        f.debug_struct("FileCache")
+            .field("files", &files)
+            .field("bytes", &bytes)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    by_path: HashMap<PathBuf, Arc<Cached>>,
+    bytes: usize,
+}
+
+struct Cached {
+    real: PathBuf,
+    content: Bytes,
+    identity: Identity,
+}
+
+/// What must not change for a cached copy to still be the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: SystemTime,
+}
+
+impl Identity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(UNIX_EPOCH),
+        }
+    }
+}
+
+/// What the cache may hold in all; past it, the oldest half of the entries go.
+const CACHE_BUDGET: usize = 32 * 1024 * 1024;
+
+impl FileCache {
+    fn lookup(&self, candidate: &Path) -> Option<Arc<Cached>> {
+        let cached = self.entries.lock().ok()?.by_path.get(candidate).cloned()?;
+        match std::fs::metadata(candidate) {
+            Ok(meta) if meta.is_file() && Identity::of(&meta) == cached.identity => Some(cached),
+            _ => {
+                if let Ok(mut entries) = self.entries.lock() {
+                    if let Some(gone) = entries.by_path.remove(candidate) {
+                        entries.bytes -= gone.content.len();
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn store(&self, candidate: PathBuf, cached: Cached) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.bytes + cached.content.len() > CACHE_BUDGET {
+            // No recency kept: dropping every other entry is enough to make room cheaply.
+            let mut keep = false;
+            entries.by_path.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+            entries.bytes = entries.by_path.values().map(|c| c.content.len()).sum();
+        }
+        entries.bytes += cached.content.len();
+        if let Some(old) = entries.by_path.insert(candidate, Arc::new(cached)) {
+            entries.bytes -= old.content.len();
+        }
+    }
 }
 
 /// The path under the route, split into safe segments; `None` for anything suspicious.
@@ -77,22 +180,40 @@ impl StaticFiles {
     }
 
     async fn serve_file(&self, mount: &Mount, relative: &Path, headers: &HeaderMap) -> Response<ResponseBody> {
-        let root = mount.root.clone();
         let candidate = mount.root.join(relative);
-        let index = self.dir_to_file.clone();
-        // One trip to the blocking pool resolves, opens and (for small files) reads.
-        let found = tokio::task::spawn_blocking(move || open_inside(&root, candidate, index.as_deref())).await;
-        let Ok(Some(Found {
-            real,
-            file,
-            meta,
-            content,
-        })) = found
-        else {
-            return error_response(StatusCode::NOT_FOUND);
+        let found = match self.cache.lookup(&candidate) {
+            Some(cached) => Found {
+                real: cached.real.clone(),
+                len: cached.identity.len,
+                modified: cached.identity.modified,
+                source: Source::Memory(cached.content.clone()),
+            },
+            None => {
+                let root = mount.root.clone();
+                let index = self.dir_to_file.clone();
+                let path = candidate.clone();
+                // One trip to the blocking pool resolves, opens and (for small files) reads.
+                let opened = tokio::task::spawn_blocking(move || open_inside(&root, path, index.as_deref())).await;
+                let Ok(Some((found, identity))) = opened else {
+                    return error_response(StatusCode::NOT_FOUND);
+                };
+                if let Source::Memory(content) = &found.source {
+                    let cached = Cached {
+                        real: found.real.clone(),
+                        content: content.clone(),
+                        identity,
+                    };
+                    self.cache.store(candidate, cached);
+                }
+                found
+            }
         };
-        let len = meta.len();
-        let modified = meta.modified().unwrap_or(UNIX_EPOCH);
+        let Found {
+            real,
+            len,
+            modified,
+            source,
+        } = found;
         let etag = entity_tag(modified, len);
         let mut response_headers = HeaderMap::new();
         let mime = mime_guess::from_path(&real).first_or_octet_stream();
@@ -152,17 +273,19 @@ impl StaticFiles {
                 }
             },
         };
-        if let Some(content) = content {
-            let end = (start + count) as usize;
-            return with_headers(
-                status,
-                response_headers,
-                ResponseBody::full(content.slice(start as usize..end)),
-            );
-        }
-        match file_body(file, start, count) {
-            Ok(body) => with_headers(status, response_headers, body),
-            Err(_) => error_response(StatusCode::NOT_FOUND),
+        match source {
+            Source::Memory(content) => {
+                let end = (start + count) as usize;
+                with_headers(
+                    status,
+                    response_headers,
+                    ResponseBody::full(content.slice(start as usize..end)),
+                )
+            }
+            Source::File(file) => match file_body(file, start, count) {
+                Ok(body) => with_headers(status, response_headers, body),
+                Err(_) => error_response(StatusCode::NOT_FOUND),
+            },
         }
     }
 }
@@ -172,13 +295,19 @@ const SMALL_FILE: u64 = 256 * 1024;
 
 struct Found {
     real: PathBuf,
-    file: std::fs::File,
-    meta: std::fs::Metadata,
-    content: Option<bytes::Bytes>,
+    len: u64,
+    modified: SystemTime,
+    source: Source,
+}
+
+enum Source {
+    /// Read whole (a small file).
+    Memory(Bytes),
+    File(std::fs::File),
 }
 
 /// Resolves `candidate` (symlinks included) and opens it only if it stays under `root`.
-fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<Found> {
+fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<(Found, Identity)> {
     let mut real = std::fs::canonicalize(candidate).ok()?;
     if !real.starts_with(root) {
         return None;
@@ -194,20 +323,24 @@ fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<F
     if !meta.is_file() {
         return None;
     }
-    let content = if meta.len() <= SMALL_FILE {
+    let mut identity = Identity::of(&meta);
+    let source = if meta.len() <= SMALL_FILE {
         let mut buf = Vec::with_capacity(meta.len() as usize);
         std::io::Read::read_to_end(&mut file, &mut buf).ok()?;
-        // A file that changed size under us is served as read, consistently.
-        (buf.len() as u64 == meta.len()).then(|| bytes::Bytes::from(buf))
+        // A file that changed size under us is served as read (and, with its size as read,
+        // never matches the file's identity again: the next request looks it up anew).
+        identity.len = buf.len() as u64;
+        Source::Memory(Bytes::from(buf))
     } else {
-        None
+        Source::File(file)
     };
-    Some(Found {
+    let found = Found {
         real,
-        file,
-        meta,
-        content,
-    })
+        len: identity.len,
+        modified: identity.modified,
+        source,
+    };
+    Some((found, identity))
 }
 
 fn with_headers(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response<ResponseBody> {

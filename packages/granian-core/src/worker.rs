@@ -77,6 +77,7 @@ fn static_files(statics: StaticsTuple) -> PyResult<StaticFiles> {
         mounts,
         expires: statics.1,
         dir_to_file: statics.2.filter(|s| !s.is_empty()),
+        cache: Default::default(),
     })
 }
 
