@@ -191,51 +191,68 @@ def test_etag_is_stable_and_tracks_the_file(server, tree):
     assert again.body == b'second, longer version'
 
 
-# Small files are kept in memory once served; each request checks the file is still the one
-# kept (device, inode, size, modification time) with one stat, so any change is seen at once.
+# Small files are kept in memory once served, unless changed within the last 2 s (a write may
+# still be going on); each request checks the file is still the one kept (device, inode,
+# size, modification and change times) with one stat, so any change is seen at once.
+CACHED = {
+    'same-size.txt': b'version-1',
+    'replaced.txt': b'old-content',
+    'short-lived.txt': b'here for now',
+}
 
 
-def test_cached_file_rewritten_with_the_same_size_is_served_anew(server, tree):
-    target = tree / 'same-size.txt'
-    target.write_bytes(b'version-1')
-    os.utime(target, (MTIME, MTIME))
+@pytest.fixture(scope='module')
+def settled(tree):
+    """Files old enough to be kept in memory (their change time more than 2 s ago)."""
+    for name, content in CACHED.items():
+        (tree / name).write_bytes(content)
+        os.utime(tree / name, (MTIME, MTIME))
+    (tree / 'moving-link.txt').symlink_to('alpha.txt')
+    time.sleep(2.5)
+    return tree
+
+
+def test_cached_file_rewritten_with_the_same_size_is_served_anew(server, settled):
     assert fetch(server.port, '/static/same-size.txt').body == b'version-1'
     assert fetch(server.port, '/static/same-size.txt').body == b'version-1'  # from memory
-    target.write_bytes(b'version-2')
-    os.utime(target, (MTIME + 1, MTIME + 1))
+    (settled / 'same-size.txt').write_bytes(b'version-2')
+    os.utime(settled / 'same-size.txt', (MTIME, MTIME))  # even with the old modification time
     assert fetch(server.port, '/static/same-size.txt').body == b'version-2'
 
 
-def test_cached_file_replaced_by_another_file_is_served_anew(server, tree):
-    """Same size, same modification time, but a new inode (an atomic replace by rename)."""
-    target = tree / 'replaced.txt'
-    target.write_bytes(b'old-content')
-    os.utime(target, (MTIME, MTIME))
+def test_cached_file_replaced_by_another_file_is_served_anew(server, settled):
+    """Same size, same modification time, a new inode (an atomic replace by rename)."""
     assert fetch(server.port, '/static/replaced.txt').body == b'old-content'
-    fresh = tree / 'replaced.tmp'
+    assert fetch(server.port, '/static/replaced.txt').body == b'old-content'
+    fresh = settled / 'replaced.tmp'
     fresh.write_bytes(b'new-content')
     os.utime(fresh, (MTIME, MTIME))
-    os.replace(fresh, target)
+    os.replace(fresh, settled / 'replaced.txt')
     assert fetch(server.port, '/static/replaced.txt').body == b'new-content'
 
 
-def test_cached_file_removed_is_404(server, tree):
-    target = tree / 'short-lived.txt'
-    target.write_bytes(b'here for now')
+def test_cached_file_removed_is_404(server, settled):
     assert fetch(server.port, '/static/short-lived.txt').status == 200
-    target.unlink()
+    assert fetch(server.port, '/static/short-lived.txt').status == 200
+    (settled / 'short-lived.txt').unlink()
     assert fetch(server.port, '/static/short-lived.txt').status == 404
 
 
-def test_cached_symlink_repointed_out_of_the_mount_is_404(server, tree):
-    link = tree / 'moving-link.txt'
-    link.symlink_to('alpha.txt')
+def test_cached_symlink_repointed_out_of_the_mount_is_404(server, settled):
+    link = settled / 'moving-link.txt'
+    assert fetch(server.port, '/static/moving-link.txt').body == ALPHA
     assert fetch(server.port, '/static/moving-link.txt').body == ALPHA
     link.unlink()
     link.symlink_to('../secret.txt')
     response = fetch(server.port, '/static/moving-link.txt')
     assert response.status == 404
     assert SECRET not in response.body
+
+
+def test_index_file_served_for_a_directory_again_and_again(indexed):
+    for _ in range(3):
+        response = fetch(indexed.port, '/static/sub/')
+        assert (response.status, response.body) == (200, b'<h1>sub index</h1>\n')
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ impl BridgeQueue {
             delivery();
             return;
         }
-        if outbox.awaiting.load(Ordering::Acquire) == 0 {
+        if outbox.awaiting.load(Ordering::Acquire) == 0 && !outbox.draining.load(Ordering::Acquire) {
             // Nothing else is coming in this pass: send this one with what is queued.
             outbox
                 .pending
@@ -131,17 +131,23 @@ impl BridgeQueue {
         let outbox = &self.outbox;
         outbox.flush_due.store(false, Ordering::Release);
         let batch = std::mem::take(&mut *outbox.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        let Some((runtime, _)) = batch.first() else {
-            return;
-        };
-        // One task for the batch: one wake-up of the runtime, and the completions happen on
-        // its thread, where waking the connections' tasks costs no syscall.
-        let runtime = runtime.clone();
-        runtime.spawn(async move {
-            for (_, delivery) in batch {
-                delivery();
+        // One task per runtime (one unless several single-thread runtimes serve this loop):
+        // one wake-up each, and the completions happen on the runtime's own thread, where
+        // waking the connections' tasks costs no syscall.
+        let mut by_runtime: Vec<(tokio::runtime::Handle, Vec<Delivery>)> = Vec::new();
+        for (runtime, delivery) in batch {
+            match by_runtime.iter_mut().find(|(r, _)| r.id() == runtime.id()) {
+                Some((_, deliveries)) => deliveries.push(delivery),
+                None => by_runtime.push((runtime, vec![delivery])),
             }
-        });
+        }
+        for (runtime, deliveries) in by_runtime {
+            runtime.spawn(async move {
+                for delivery in deliveries {
+                    delivery();
+                }
+            });
+        }
     }
 
     /// Queue a job to run on the loop thread. Callable from any thread, GIL or not.
@@ -220,7 +226,7 @@ impl LoopBridge {
         let flusher = Py::new(
             py,
             OutboxFlusher {
-                queue: slf.get().queue.clone(),
+                queue: Arc::downgrade(&slf.get().queue),
             },
         )?
         .into_any();
@@ -237,16 +243,19 @@ impl LoopBridge {
     }
 }
 
-/// What `call_soon` runs to flush the outbox.
+/// What `call_soon` runs to flush the outbox. Weak: the queue holds this object, and a
+/// strong reference back would keep both (and the loop) alive forever.
 #[pyclass(frozen, module = "granian._granian")]
 struct OutboxFlusher {
-    queue: Arc<BridgeQueue>,
+    queue: std::sync::Weak<BridgeQueue>,
 }
 
 #[pymethods]
 impl OutboxFlusher {
     fn __call__(&self) {
-        self.queue.flush_outbox();
+        if let Some(queue) = self.queue.upgrade() {
+            queue.flush_outbox();
+        }
     }
 }
 

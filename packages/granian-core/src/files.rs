@@ -73,6 +73,8 @@ struct Cached {
     real: PathBuf,
     content: Bytes,
     identity: Identity,
+    /// What it counts for against the budget.
+    cost: usize,
 }
 
 /// What must not change for a cached copy to still be the file.
@@ -82,6 +84,9 @@ struct Identity {
     ino: u64,
     len: u64,
     modified: SystemTime,
+    /// The inode change time too: tools that copy a modification time over (`cp -p`,
+    /// `rsync -t`) still change it.
+    changed: (i64, i64),
 }
 
 impl Identity {
@@ -91,12 +96,31 @@ impl Identity {
             ino: meta.ino(),
             len: meta.len(),
             modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            changed: (meta.ctime(), meta.ctime_nsec()),
         }
+    }
+
+    /// Changed so recently that a write may still be going on within the time stamps'
+    /// resolution: served, but not kept (the rule git uses for its index).
+    fn is_settled(&self) -> bool {
+        let newest = UNIX_EPOCH
+            + Duration::new(
+                self.changed.0.max(0) as u64,
+                self.changed.1.clamp(0, 999_999_999) as u32,
+            );
+        let newest = newest.max(self.modified);
+        SystemTime::now()
+            .duration_since(newest)
+            .is_ok_and(|age| age >= Duration::from_secs(2))
     }
 }
 
-/// What the cache may hold in all; past it, the oldest half of the entries go.
+/// What the cache may hold in all (contents and bookkeeping); past it, half the entries go.
 const CACHE_BUDGET: usize = 32 * 1024 * 1024;
+/// At most this many entries, whatever their size (many tiny or empty files).
+const CACHE_ENTRIES: usize = 4096;
+/// What an entry costs besides its contents and paths (map slot, Arc, lengths).
+const ENTRY_OVERHEAD: usize = 128;
 
 impl FileCache {
     fn lookup(&self, candidate: &Path) -> Option<Arc<Cached>> {
@@ -106,7 +130,7 @@ impl FileCache {
             _ => {
                 if let Ok(mut entries) = self.entries.lock() {
                     if let Some(gone) = entries.by_path.remove(candidate) {
-                        entries.bytes -= gone.content.len();
+                        entries.bytes -= gone.cost;
                     }
                 }
                 None
@@ -114,22 +138,33 @@ impl FileCache {
         }
     }
 
-    fn store(&self, candidate: PathBuf, cached: Cached) {
+    fn store(&self, candidate: PathBuf, real: PathBuf, content: Bytes, identity: Identity) {
+        if !identity.is_settled() {
+            return;
+        }
+        let cost = content.len() + candidate.as_os_str().len() + real.as_os_str().len() + ENTRY_OVERHEAD;
+        let cached = Cached {
+            real,
+            content,
+            identity,
+            cost,
+        };
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
-        if entries.bytes + cached.content.len() > CACHE_BUDGET {
-            // No recency kept: dropping every other entry is enough to make room cheaply.
+        if entries.bytes + cost > CACHE_BUDGET || entries.by_path.len() >= CACHE_ENTRIES {
+            // No recency kept: dropping every other entry (in the map's order, which is as
+            // good as random) makes room cheaply.
             let mut keep = false;
             entries.by_path.retain(|_, _| {
                 keep = !keep;
                 keep
             });
-            entries.bytes = entries.by_path.values().map(|c| c.content.len()).sum();
+            entries.bytes = entries.by_path.values().map(|c| c.cost).sum();
         }
-        entries.bytes += cached.content.len();
+        entries.bytes += cost;
         if let Some(old) = entries.by_path.insert(candidate, Arc::new(cached)) {
-            entries.bytes -= old.content.len();
+            entries.bytes -= old.cost;
         }
     }
 }
@@ -197,13 +232,11 @@ impl StaticFiles {
                 let Ok(Some((found, identity))) = opened else {
                     return error_response(StatusCode::NOT_FOUND);
                 };
-                if let Source::Memory(content) = &found.source {
-                    let cached = Cached {
-                        real: found.real.clone(),
-                        content: content.clone(),
-                        identity,
-                    };
-                    self.cache.store(candidate, cached);
+                // A directory's index file is not kept: the path asked for is the directory,
+                // which the per-request check (a file's identity) would never match.
+                if let (Source::Memory(content), Some(identity)) = (&found.source, identity) {
+                    self.cache
+                        .store(candidate, found.real.clone(), content.clone(), identity);
                 }
                 found
             }
@@ -307,12 +340,14 @@ enum Source {
 }
 
 /// Resolves `candidate` (symlinks included) and opens it only if it stays under `root`.
-fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<(Found, Identity)> {
+/// The identity is `None` when the path named a directory and its index file was opened.
+fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<(Found, Option<Identity>)> {
     let mut real = std::fs::canonicalize(candidate).ok()?;
     if !real.starts_with(root) {
         return None;
     }
-    if real.is_dir() {
+    let via_index = real.is_dir();
+    if via_index {
         real = std::fs::canonicalize(real.join(index?)).ok()?;
         if !real.starts_with(root) {
             return None;
@@ -340,7 +375,7 @@ fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<(
         modified: identity.modified,
         source,
     };
-    Some((found, identity))
+    Some((found, (!via_index).then_some(identity)))
 }
 
 fn with_headers(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response<ResponseBody> {

@@ -717,10 +717,12 @@ class _RunningWorker:
             try:
                 loop.run_forever()
             finally:
+                # Responses finished but still in the outbox (a loop that stopped early) go
+                # out before waiting for the connections that need them.
+                bridge.flush()
                 self.native.shutdown()
                 self.native.join()
                 loop.remove_reader(bridge.fileno())
-                bridge.flush()
                 interface.shutdown(app, loop)
                 _cancel_leftovers(loop)
                 loop.close()
