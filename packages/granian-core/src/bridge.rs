@@ -25,6 +25,10 @@ pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 /// Work the loop thread hands back to the runtime (a response to its connection).
 pub type Delivery = Box<dyn FnOnce() + Send>;
 
+/// Deliveries that leave together at most: enough for the wake-up to be shared, few enough
+/// that the first responses of a long loop pass do not wait for the last.
+const BATCH_LIMIT: usize = 16;
+
 pub struct BridgeQueue {
     jobs: Mutex<Vec<Job>>,
     signaled: AtomicBool,
@@ -94,11 +98,16 @@ impl BridgeQueue {
             self.flush_outbox();
             return;
         }
-        outbox
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((runtime.clone(), delivery));
+        let queued = {
+            let mut pending = outbox.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push((runtime.clone(), delivery));
+            pending.len()
+        };
+        if queued >= BATCH_LIMIT {
+            // A long pass: the first answers do not wait for the last ones.
+            self.flush_outbox();
+            return;
+        }
         if outbox.flush_due.swap(true, Ordering::AcqRel) {
             return;
         }
