@@ -88,40 +88,33 @@ impl BridgeQueue {
             delivery();
             return;
         }
-        if outbox.awaiting.load(Ordering::Acquire) == 0 && !outbox.draining.load(Ordering::Acquire) {
-            // Nothing else is coming in this pass: send this one with what is queued.
-            outbox
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((runtime.clone(), delivery));
-            self.flush_outbox();
-            return;
-        }
         let queued = {
             let mut pending = outbox.pending.lock().unwrap_or_else(|e| e.into_inner());
             pending.push((runtime.clone(), delivery));
             pending.len()
         };
-        if queued >= BATCH_LIMIT {
-            // A long pass: the first answers do not wait for the last ones.
+        let draining = outbox.draining.load(Ordering::Acquire);
+        // Leaves now when nothing else of this pass is coming (no other request of the loop
+        // awaits its answer), or when the batch is long enough that the first answers would
+        // wait too long for the last.
+        if queued >= BATCH_LIMIT || (outbox.awaiting.load(Ordering::Acquire) == 0 && !draining) {
             self.flush_outbox();
             return;
         }
         if outbox.flush_due.swap(true, Ordering::AcqRel) {
             return;
         }
-        if outbox.draining.load(Ordering::Acquire) {
+        if draining {
             return; // the drain flushes when its jobs are done
         }
         // Deliveries come from the loop thread, which holds the GIL: attaching is a check.
-        let queued = Python::attach(|py| {
+        let scheduled = Python::attach(|py| {
             outbox
                 .scheduler
                 .get(py)
                 .is_some_and(|(call_soon, flusher)| call_soon.bind(py).call1((flusher.bind(py),)).is_ok())
         });
-        if !queued {
+        if !scheduled {
             self.flush_outbox();
         }
     }

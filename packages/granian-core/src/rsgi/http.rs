@@ -206,9 +206,17 @@ fn status_code(status: u16) -> PyResult<StatusCode> {
     StatusCode::from_u16(status).map_err(|_| PyValueError::new_err(format!("invalid HTTP status code: {status}")))
 }
 
-fn build_response(status: u16, headers: &Bound<'_, PyAny>, body: ResponseBody) -> PyResult<Response<ResponseBody>> {
+/// `headers` omitted (None) means none, as in granian 2.8.7.
+fn build_response(
+    status: u16,
+    headers: Option<&Bound<'_, PyAny>>,
+    body: ResponseBody,
+) -> PyResult<Response<ResponseBody>> {
     let mut response = Response::new(body);
     *response.status_mut() = status_code(status)?;
+    let Some(headers) = headers else {
+        return Ok(response);
+    };
     let map = response.headers_mut();
     for item in headers.try_iter()? {
         let item = item?;
@@ -258,9 +266,8 @@ impl HttpProtocol {
     // Omitted headers and bodies are empty, as in granian 2.8.7 (`...` in the signature: the
     // default is an empty value, not None).
     #[pyo3(signature = (status = 200, headers = None), text_signature = "(self, /, status=200, headers=...)")]
-    fn response_empty(&self, py: Python<'_>, status: u16, headers: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let headers = headers_or_empty(py, headers);
-        self.respond(build_response(status, &headers, ResponseBody::empty())?)
+    fn response_empty(&self, status: u16, headers: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        self.respond(build_response(status, headers.as_ref(), ResponseBody::empty())?)
     }
 
     #[pyo3(
@@ -269,17 +276,15 @@ impl HttpProtocol {
     )]
     fn response_str(
         &self,
-        py: Python<'_>,
         status: u16,
         headers: Option<Bound<'_, PyAny>>,
         body: Option<Bound<'_, PyString>>,
     ) -> PyResult<()> {
-        let headers = headers_or_empty(py, headers);
         let data = match body {
             Some(body) => Bytes::copy_from_slice(body.to_str()?.as_bytes()),
             None => Bytes::new(),
         };
-        self.respond(build_response(status, &headers, ResponseBody::full(data))?)
+        self.respond(build_response(status, headers.as_ref(), ResponseBody::full(data))?)
     }
 
     #[pyo3(
@@ -288,20 +293,18 @@ impl HttpProtocol {
     )]
     fn response_bytes(
         &self,
-        py: Python<'_>,
         status: u16,
         headers: Option<Bound<'_, PyAny>>,
         body: Option<Bound<'_, PyBytes>>,
     ) -> PyResult<()> {
-        let headers = headers_or_empty(py, headers);
         let data = body.map(|body| bytes_of(&body)).unwrap_or_default();
-        self.respond(build_response(status, &headers, ResponseBody::full(data))?)
+        self.respond(build_response(status, headers.as_ref(), ResponseBody::full(data))?)
     }
 
     #[pyo3(signature = (status, headers, file))]
     fn response_file(&self, status: u16, headers: Bound<'_, PyAny>, file: PathBuf) -> PyResult<()> {
         let response = match open_file(&file) {
-            Some((handle, len)) => build_response(status, &headers, file_body(handle, 0, len)?)?,
+            Some((handle, len)) => build_response(status, Some(&headers), file_body(handle, 0, len)?)?,
             None => {
                 log::info!("response_file: cannot open {}", file.display());
                 error_response(StatusCode::NOT_FOUND)
@@ -322,7 +325,7 @@ impl HttpProtocol {
         let response = match open_file(&file) {
             Some((handle, len)) => {
                 let (start, end) = check_range(start, end, len).map_err(PyValueError::new_err)?;
-                build_response(status, &headers, file_body(handle, start, end - start)?)?
+                build_response(status, Some(&headers), file_body(handle, start, end - start)?)?
             }
             None => {
                 log::info!("response_file_range: cannot open {}", file.display());
@@ -339,12 +342,11 @@ impl HttpProtocol {
         status: u16,
         headers: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Py<StreamTransport>> {
-        let headers = headers_or_empty(py, headers);
         if !self.response.is_pending() {
             return Err(ProtocolError::new_err("a response was already sent for this request"));
         }
         let payload = self.stream.open();
-        self.respond(build_response(status, &headers, ResponseBody::new(payload))?)?;
+        self.respond(build_response(status, headers.as_ref(), ResponseBody::new(payload))?)?;
         Py::new(
             py,
             StreamTransport {
@@ -384,8 +386,4 @@ impl StreamTransport {
     fn send_str(&self, py: Python<'_>, data: Bound<'_, PyString>) -> PyResult<Py<PyAny>> {
         self.send(py, Chunk::Copy(data.to_str()?.as_bytes()))
     }
-}
-
-fn headers_or_empty<'py>(py: Python<'py>, headers: Option<Bound<'py, PyAny>>) -> Bound<'py, PyAny> {
-    headers.unwrap_or_else(|| pyo3::types::PyList::empty(py).into_any())
 }

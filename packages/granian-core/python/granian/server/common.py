@@ -20,11 +20,11 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
 
 from .._granian import LoopBridge, SocketHolder, Worker, check_access_log_format, check_tls
 from .._interfaces import load_interface
-from .._internal import load_target
+from .._internal import build_env_loader, load_target
 from .._loops import loops
 from ..constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError, FatalError, PidFileError
@@ -185,7 +185,7 @@ class AbstractServer:
         self._socket: Optional[SocketHolder] = None
         self._previous_signals: Dict[int, Any] = {}
         self._stop_requested = False
-        self._env_keys: Optional[Set[str]] = None
+        self._env_loader: Optional[Callable[[Sequence[Path]], None]] = None
         self._app_loader: Optional[Callable[[], Any]] = None
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -608,14 +608,9 @@ class AbstractServer:
         Runs at start and again on reload, before workers are spawned: they inherit the result."""
         if not self.env_files:
             return
-        from dotenv import dotenv_values
-
-        if self._env_keys is None:
-            self._env_keys = set(os.environ)
-        for path in self.env_files:
-            for key, value in dotenv_values(path).items():
-                if value is not None and key not in self._env_keys:
-                    os.environ[key] = value
+        if self._env_loader is None:
+            self._env_loader = build_env_loader()  # the variables of this moment are never touched
+        self._env_loader(self.env_files)
 
     def _write_pid_file(self) -> None:
         if not self.pid_file:
