@@ -590,6 +590,16 @@ impl WsgiInput {
         let n = n.min(self.buffered);
         self.buffered -= n;
         let chunks = &mut self.chunks;
+        // Within one frame (the usual case): copied straight from it, no zero-filled buffer first.
+        if let Some(front) = chunks.front_mut().filter(|front| front.len() >= n) {
+            let data = PyBytes::new(py, &front[..n]);
+            if n == front.len() {
+                chunks.pop_front();
+            } else {
+                let _ = front.split_to(n);
+            }
+            return Ok(data);
+        }
         PyBytes::new_with(py, n, |out| {
             let mut filled = 0;
             while filled < n {
