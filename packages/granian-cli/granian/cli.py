@@ -1,7 +1,9 @@
 """The `granian` command: parses and validates options, then hands them to `granian.server.Granian`.
 
-Nothing here runs server logic: every option ends up as a keyword argument of `Granian`
-(names as in docs/API.md), so the CLI and the Python API cannot drift apart.
+Nothing here runs server logic, and no option is declared here: each click option is built
+from its record in `granian._options.OPTIONS` (flags, env var, type, default, range, help),
+the same declaration docs/OPTIONS.md is generated from, and `build_kwargs` hands every
+parsed value to the `Granian` keyword argument that record names.
 """
 
 import json
@@ -13,10 +15,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 import click
 from click._utils import UNSET
 from click.core import ParameterSource
-from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
+from granian._options import NO_DEFAULT, OPTIONS, SETTINGS_GROUPS, TARGET_HELP
+from granian._options import Option as OptionSpec
 from granian.errors import ConfigurationError, FatalError
-from granian.http import HTTP1Settings, HTTP2Settings
-from granian.log import LogLevels
 from granian.server import Granian
 
 __all__ = [
@@ -241,397 +242,51 @@ def _show_version(ctx: click.Context, param: click.Parameter, value: Optional[bo
     ctx.exit()
 
 
-def _opt(decls: str, envvar: str, help: str, **kwargs: Any) -> click.Option:
-    """An option with the `[env var: ...; default: ...]` help suffix of `option`, under its env var."""
-    kwargs.setdefault('show_default', True)
-    return _Option(decls.split(), help=help, envvar=envvar, **_help_conventions(kwargs))
+_PATH_KINDS = ('path', 'file', 'dir', 'json_file')
 
 
-def _flag(name: str, envvar: str, help: str, default: bool) -> click.Option:
-    return _opt(f'--{name}/--no-{name}', envvar, help, default=default)
+def _click_type(spec: OptionSpec) -> Optional[click.ParamType]:
+    """The click type of a declared option; None lets click pick it (text, flags)."""
+    kind = spec.kind
+    if kind in ('text', 'flag'):
+        return None
+    if kind == 'int':
+        return click.INT if spec.min is None and spec.max is None else click.IntRange(spec.min, spec.max)
+    if kind == 'float':
+        return click.FLOAT
+    if kind == 'choice':
+        return EnumType(spec.enum)
+    if kind == 'duration':
+        return Duration(spec.min, spec.max)
+    if kind == 'octal':
+        return OctalIntType()
+    if kind in _PATH_KINDS:
+        return click.Path(
+            exists=spec.exists,
+            file_okay=kind != 'dir',
+            dir_okay=kind in ('dir', 'path'),
+            writable=spec.writable,
+            path_type=pathlib.Path,
+        )
+    raise ValueError(f'{spec.flags}: unknown option kind {kind!r}')
 
 
-def _file(**kwargs: Any) -> click.Path:
-    return click.Path(dir_okay=False, path_type=pathlib.Path, **kwargs)
-
-
-def _dir(**kwargs: Any) -> click.Path:
-    return click.Path(file_okay=False, path_type=pathlib.Path, **kwargs)
+def _click_option(spec: OptionSpec) -> click.Option:
+    """The click option of one record of `granian._options.OPTIONS`."""
+    attrs: Dict[str, Any] = {'type': _click_type(spec), 'multiple': spec.multiple}
+    if spec.default is not NO_DEFAULT:
+        attrs['default'] = spec.default
+    else:
+        # No default to show: the help shows the declared wording, if any.
+        attrs['show_default'] = spec.shown_default or True
+    if spec.kind == 'json_file':
+        attrs['callback'] = _load_log_config
+    return _Option(spec.flags.split(), help=spec.help, envvar=spec.envvar, **_help_conventions(attrs))
 
 
 _PARAMS: List[click.Parameter] = [
-    _Argument(['app'], required=True, help='Application target to serve.'),
-    _opt('--host', 'GRANIAN_HOST', 'Host address to bind to', default='127.0.0.1'),
-    _opt('--port', 'GRANIAN_PORT', 'Port to bind to.', type=click.INT, default=8000),
-    _opt(
-        '--uds', 'GRANIAN_UDS', 'Unix Domain Socket to bind to.', type=click.Path(writable=True, path_type=pathlib.Path)
-    ),
-    _opt(
-        '--uds-permissions',
-        'GRANIAN_UDS_PERMISSIONS',
-        'Unix Domain Socket file permissions',
-        type=OctalIntType(),
-        default=None,
-    ),
-    _opt(
-        '--interface',
-        'GRANIAN_INTERFACE',
-        'Application interface type',
-        type=EnumType(Interfaces),
-        default=Interfaces.RSGI,
-    ),
-    _opt(
-        '--http',
-        'GRANIAN_HTTP',
-        'HTTP version',
-        type=EnumType(HTTPModes),
-        default=HTTPModes.auto,
-    ),
-    _flag('ws', 'GRANIAN_WEBSOCKETS', 'Enable websockets handling', True),
-    _opt('--workers', 'GRANIAN_WORKERS', 'Number of worker processes', type=click.IntRange(min=1), default=1),
-    _opt(
-        '--blocking-threads',
-        'GRANIAN_BLOCKING_THREADS',
-        'Number of blocking threads (per worker)',
-        type=click.IntRange(min=1),
-    ),
-    _opt(
-        '--blocking-threads-idle-timeout',
-        'GRANIAN_BLOCKING_THREADS_IDLE_TIMEOUT',
-        'The maximum amount of time in seconds (or a human-readable duration) an idle blocking thread will be '
-        'kept alive',
-        type=Duration(5, 600),
-        default=30,
-    ),
-    _opt(
-        '--runtime-threads',
-        'GRANIAN_RUNTIME_THREADS',
-        'Number of runtime threads (per worker)',
-        type=click.IntRange(min=1),
-        default=1,
-    ),
-    _opt(
-        '--runtime-blocking-threads',
-        'GRANIAN_RUNTIME_BLOCKING_THREADS',
-        'Number of runtime I/O blocking threads (per worker)',
-        type=click.IntRange(min=1),
-    ),
-    _opt(
-        '--runtime-mode',
-        'GRANIAN_RUNTIME_MODE',
-        'Runtime mode to use (single/multi threaded)',
-        type=EnumType(RuntimeModes),
-        default=RuntimeModes.auto,
-    ),
-    _opt(
-        '--loop',
-        'GRANIAN_LOOP',
-        'Event loop implementation',
-        type=EnumType(Loops),
-        default=Loops.auto,
-    ),
-    _opt(
-        '--task-impl',
-        'GRANIAN_TASK_IMPL',
-        'Async task implementation to use',
-        type=EnumType(TaskImpl),
-        default=TaskImpl.asyncio,
-    ),
-    _opt(
-        '--backlog',
-        'GRANIAN_BACKLOG',
-        'Maximum number of connections to hold in backlog (globally)',
-        type=click.IntRange(min=128),
-        default=1024,
-    ),
-    _opt(
-        '--backpressure',
-        'GRANIAN_BACKPRESSURE',
-        'Maximum number of requests to process concurrently (per worker)',
-        type=click.IntRange(min=1),
-        show_default='backlog/workers',
-    ),
-    _opt(
-        '--http1-buffer-size',
-        'GRANIAN_HTTP1_BUFFER_SIZE',
-        'Sets the maximum buffer size for HTTP/1 connections',
-        type=click.IntRange(min=8192),
-        default=417_792,
-    ),
-    _opt(
-        '--http1-header-read-timeout',
-        'GRANIAN_HTTP1_HEADER_READ_TIMEOUT',
-        'Sets a timeout (in milliseconds) to read headers',
-        type=click.IntRange(1, 60_000),
-        default=30_000,
-    ),
-    _flag('http1-keep-alive', 'GRANIAN_HTTP1_KEEP_ALIVE', 'Enables or disables HTTP/1 keep-alive', True),
-    _flag(
-        'http1-pipeline-flush',
-        'GRANIAN_HTTP1_PIPELINE_FLUSH',
-        'Aggregates HTTP/1 flushes to better support pipelined responses (experimental)',
-        False,
-    ),
-    _flag(
-        'http2-adaptive-window',
-        'GRANIAN_HTTP2_ADAPTIVE_WINDOW',
-        'Sets whether to use an adaptive flow control for HTTP2',
-        False,
-    ),
-    _opt(
-        '--http2-initial-connection-window-size',
-        'GRANIAN_HTTP2_INITIAL_CONNECTION_WINDOW_SIZE',
-        'Sets the max connection-level flow control for HTTP2',
-        type=click.IntRange(min=1024),
-        default=1_048_576,
-    ),
-    _opt(
-        '--http2-initial-stream-window-size',
-        'GRANIAN_HTTP2_INITIAL_STREAM_WINDOW_SIZE',
-        'Sets the `SETTINGS_INITIAL_WINDOW_SIZE` option for HTTP2 stream-level flow control',
-        type=click.IntRange(min=1024),
-        default=1_048_576,
-    ),
-    _opt(
-        '--http2-keep-alive-interval',
-        'GRANIAN_HTTP2_KEEP_ALIVE_INTERVAL',
-        'Sets an interval (in milliseconds) for HTTP2 Ping frames should be sent to keep a connection alive',
-        type=click.IntRange(1, 60_000),
-        default=None,
-    ),
-    _opt(
-        '--http2-keep-alive-timeout',
-        'GRANIAN_HTTP2_KEEP_ALIVE_TIMEOUT',
-        'Sets a timeout (in seconds or a human-readable duration) for receiving an acknowledgement of the HTTP2 '
-        'keep-alive ping',
-        type=Duration(min=1),
-        default=20,
-    ),
-    _opt(
-        '--http2-max-concurrent-streams',
-        'GRANIAN_HTTP2_MAX_CONCURRENT_STREAMS',
-        'Sets the SETTINGS_MAX_CONCURRENT_STREAMS option for HTTP2 connections',
-        type=click.IntRange(min=10),
-        default=200,
-    ),
-    _opt(
-        '--http2-max-frame-size',
-        'GRANIAN_HTTP2_MAX_FRAME_SIZE',
-        'Sets the maximum frame size to use for HTTP2',
-        type=click.IntRange(min=1024),
-        default=16_384,
-    ),
-    _opt(
-        '--http2-max-headers-size',
-        'GRANIAN_HTTP2_MAX_HEADERS_SIZE',
-        'Sets the max size of received header frames',
-        type=click.IntRange(min=1),
-        default=16_777_216,
-    ),
-    _opt(
-        '--http2-max-send-buffer-size',
-        'GRANIAN_HTTP2_MAX_SEND_BUFFER_SIZE',
-        'Set the maximum write buffer size for each HTTP/2 stream',
-        type=click.IntRange(min=1024),
-        default=409_600,
-    ),
-    _flag('log', 'GRANIAN_LOG_ENABLED', 'Enable logging', True),
-    _opt(
-        '--log-level',
-        'GRANIAN_LOG_LEVEL',
-        'Log level',
-        type=EnumType(LogLevels),
-        default=LogLevels.info,
-    ),
-    _opt(
-        '--log-config',
-        'GRANIAN_LOG_CONFIG',
-        'Logging configuration file (json)',
-        type=_file(exists=True),
-        callback=_load_log_config,
-    ),
-    _flag('access-log', 'GRANIAN_LOG_ACCESS_ENABLED', 'Enable access log', False),
-    _opt('--access-log-fmt', 'GRANIAN_LOG_ACCESS_FMT', 'Access log format'),
-    _opt('--ssl-certificate', 'GRANIAN_SSL_CERTIFICATE', 'SSL certificate file', type=_file(exists=True)),
-    _opt('--ssl-keyfile', 'GRANIAN_SSL_KEYFILE', 'SSL key file', type=_file(exists=True)),
-    _opt('--ssl-keyfile-password', 'GRANIAN_SSL_KEYFILE_PASSWORD', 'SSL key password'),
-    _opt(
-        '--ssl-protocol-min',
-        'GRANIAN_SSL_PROTOCOL_MIN',
-        'Set the minimum supported protocol for SSL connections.',
-        type=EnumType(SSLProtocols),
-        default=SSLProtocols.tls13,
-    ),
-    # "cerificate" is the README's spelling: kept so the help text matches it byte for byte.
-    _opt('--ssl-ca', 'GRANIAN_SSL_CA', 'Root SSL cerificate file for client verification', type=_file(exists=True)),
-    _opt('--ssl-crl', 'GRANIAN_SSL_CRL', 'SSL CRL file(s)', type=_file(exists=True), multiple=True),
-    _flag('ssl-client-verify', 'GRANIAN_SSL_CLIENT_VERIFY', 'Verify clients SSL certificates', False),
-    _opt('--url-path-prefix', 'GRANIAN_URL_PATH_PREFIX', 'URL path prefix the app is mounted on'),
-    _flag(
-        'respawn-failed-workers',
-        'GRANIAN_RESPAWN_FAILED_WORKERS',
-        'Enable workers respawn on unexpected exit',
-        False,
-    ),
-    _opt(
-        '--respawn-interval',
-        'GRANIAN_RESPAWN_INTERVAL',
-        'The number of seconds to sleep between workers respawn',
-        type=click.FLOAT,
-        default=3.5,
-    ),
-    _opt(
-        '--rss-sample-interval',
-        'GRANIAN_RSS_SAMPLE_INTERVAL',
-        'The sample rate in seconds (or a human-readable duration) for the resource monitor',
-        type=Duration(1, 300),
-        default=30,
-    ),
-    _opt(
-        '--rss-samples',
-        'GRANIAN_RSS_SAMPLES',
-        'The number of consecutive samples to consider a worker over resource limit',
-        type=click.IntRange(min=1),
-        default=1,
-    ),
-    _opt(
-        '--workers-lifetime',
-        'GRANIAN_WORKERS_LIFETIME',
-        'The maximum amount of time in seconds (or a human-readable duration) a worker will be kept alive before '
-        'respawn',
-        type=Duration(min=60),
-    ),
-    _opt(
-        '--workers-max-rss',
-        'GRANIAN_WORKERS_MAX_RSS',
-        'The maximum amount of memory (in MiB) a worker can consume before respawn',
-        type=click.IntRange(min=1),
-    ),
-    _opt(
-        '--workers-kill-timeout',
-        'GRANIAN_WORKERS_KILL_TIMEOUT',
-        'The amount of time in seconds (or a human-readable duration) to wait for killing workers that refused to '
-        'gracefully stop',
-        type=Duration(1, 1800),
-        show_default='disabled',
-    ),
-    _flag(
-        'factory',
-        'GRANIAN_FACTORY',
-        'Treat target as a factory function, that should be invoked to build the actual target',
-        False,
-    ),
-    _opt('--working-dir', 'GRANIAN_WORKING_DIR', 'Set the working directory', type=_dir(exists=True)),
-    _opt(
-        '--env-files',
-        'GRANIAN_ENV_FILES',
-        'Environment file(s) to load (requires granian[dotenv] extra)',
-        type=_file(exists=True),
-        multiple=True,
-    ),
-    _opt(
-        '--static-path-route',
-        'GRANIAN_STATIC_PATH_ROUTE',
-        'Route for static file serving',
-        multiple=True,
-        show_default='/static',
-    ),
-    _opt(
-        '--static-path-mount',
-        'GRANIAN_STATIC_PATH_MOUNT',
-        'Path to mount for static file serving',
-        type=_dir(exists=True),
-        multiple=True,
-    ),
-    _opt(
-        '--static-path-dir-to-file',
-        'GRANIAN_STATIC_PATH_DIR_TO_FILE',
-        'File to serve when a static path is a directory (e.g. index.html)',
-        default=None,
-    ),
-    _opt(
-        '--static-path-expires',
-        'GRANIAN_STATIC_PATH_EXPIRES',
-        'Cache headers expiration (in seconds or a human-readable duration) for static file serving. 0 to disable.',
-        type=Duration(min=0),
-        default=86_400,
-    ),
-    _opt(
-        '--metrics/--no-metrics',
-        'GRANIAN_METRICS_ENABLED',
-        'Serve Prometheus metrics on a separate address (not supported yet: refused at startup)',
-        default=False,
-    ),
-    _opt(
-        '--metrics-scrape-interval',
-        'GRANIAN_METRICS_SCRAPE_INTERVAL',
-        'How often (in seconds or a human-readable duration) the metrics are collected',
-        type=Duration(1, 60),
-        default=15,
-    ),
-    _opt(
-        '--metrics-address',
-        'GRANIAN_METRICS_ADDRESS',
-        'Address the metrics exporter listens on',
-        default='127.0.0.1',
-    ),
-    _opt(
-        '--metrics-port', 'GRANIAN_METRICS_PORT', 'Port the metrics exporter listens on', type=click.INT, default=9090
-    ),
-    _flag(
-        'reload',
-        'GRANIAN_RELOAD',
-        "Enable auto reload on application's files changes (requires granian[reload] extra)",
-        False,
-    ),
-    _opt(
-        '--reload-paths',
-        'GRANIAN_RELOAD_PATHS',
-        'Paths to watch for changes',
-        type=click.Path(exists=True, path_type=pathlib.Path),
-        multiple=True,
-        show_default='Working directory',
-    ),
-    _opt(
-        '--reload-ignore-dirs',
-        'GRANIAN_RELOAD_IGNORE_DIRS',
-        'Names of directories to ignore changes for. Extends the default list of directories to ignore in '
-        "watchfiles' default filter",
-        multiple=True,
-    ),
-    _opt(
-        '--reload-ignore-patterns',
-        'GRANIAN_RELOAD_IGNORE_PATTERNS',
-        'File/directory name patterns (regex) to ignore changes for. Extends the default list of patterns to '
-        "ignore in watchfiles' default filter",
-        multiple=True,
-    ),
-    _opt(
-        '--reload-ignore-paths',
-        'GRANIAN_RELOAD_IGNORE_PATHS',
-        'Absolute paths to ignore changes for',
-        type=click.Path(path_type=pathlib.Path),
-        multiple=True,
-    ),
-    _opt(
-        '--reload-tick',
-        'GRANIAN_RELOAD_TICK',
-        'The tick frequency (in milliseconds) the reloader watch for changes',
-        type=click.IntRange(50, 5000),
-        default=50,
-    ),
-    _flag(
-        'reload-ignore-worker-failure',
-        'GRANIAN_RELOAD_IGNORE_WORKER_FAILURE',
-        'Ignore worker failures when auto reload is enabled',
-        False,
-    ),
-    _opt(
-        '--process-name',
-        'GRANIAN_PROCESS_NAME',
-        'Set a custom name for processes (requires granian[pname] extra)',
-    ),
-    _opt('--pid-file', 'GRANIAN_PID_FILE', 'A path to write the PID file to', type=_file(writable=True)),
+    _Argument(['app'], required=True, help=TARGET_HELP),
+    *(_click_option(spec) for spec in OPTIONS),
     _VersionOption(),
 ]
 
@@ -643,89 +298,26 @@ def _list(values: Optional[Tuple[Any, ...]]) -> Optional[List[Any]]:
 
 def build_kwargs(**params: Any) -> Dict[str, Any]:
     """Map the parsed CLI values (click parameter names, without `app`) to `Granian` keyword arguments."""
-    return {
-        'address': params['host'],
-        'port': params['port'],
-        'uds': params['uds'],
-        'uds_permissions': params['uds_permissions'],
-        'interface': Interfaces(params['interface']),
-        'workers': params['workers'],
-        'blocking_threads': params['blocking_threads'],
-        'blocking_threads_idle_timeout': params['blocking_threads_idle_timeout'],
-        'runtime_threads': params['runtime_threads'],
-        'runtime_blocking_threads': params['runtime_blocking_threads'],
-        'runtime_mode': RuntimeModes(params['runtime_mode']),
-        'loop': Loops(params['loop']),
-        'task_impl': TaskImpl(params['task_impl']),
-        'http': HTTPModes(params['http']),
-        'websockets': params['ws'],
-        'backlog': params['backlog'],
-        'backpressure': params['backpressure'],
-        'http1_settings': HTTP1Settings(
-            header_read_timeout=params['http1_header_read_timeout'],
-            keep_alive=params['http1_keep_alive'],
-            max_buffer_size=params['http1_buffer_size'],
-            pipeline_flush=params['http1_pipeline_flush'],
-        ),
-        'http2_settings': HTTP2Settings(
-            adaptive_window=params['http2_adaptive_window'],
-            initial_connection_window_size=params['http2_initial_connection_window_size'],
-            initial_stream_window_size=params['http2_initial_stream_window_size'],
-            keep_alive_interval=params['http2_keep_alive_interval'],
-            keep_alive_timeout=params['http2_keep_alive_timeout'],
-            max_concurrent_streams=params['http2_max_concurrent_streams'],
-            max_frame_size=params['http2_max_frame_size'],
-            max_headers_size=params['http2_max_headers_size'],
-            max_send_buffer_size=params['http2_max_send_buffer_size'],
-        ),
-        'log_enabled': params['log'],
-        'log_level': LogLevels(params['log_level']),
-        'log_dictconfig': params['log_config'],
-        'log_access': params['access_log'],
-        'log_access_format': params['access_log_fmt'],
-        'ssl_cert': params['ssl_certificate'],
-        'ssl_key': params['ssl_keyfile'],
-        'ssl_key_password': params['ssl_keyfile_password'],
-        'ssl_protocol_min': SSLProtocols(params['ssl_protocol_min']),
-        'ssl_ca': params['ssl_ca'],
-        'ssl_crl': _list(params['ssl_crl']),
-        'ssl_client_verify': params['ssl_client_verify'],
-        'url_path_prefix': params['url_path_prefix'],
-        'respawn_failed_workers': params['respawn_failed_workers'],
-        'respawn_interval': params['respawn_interval'],
-        'rss_sample_interval': params['rss_sample_interval'],
-        'rss_samples': params['rss_samples'],
-        'workers_lifetime': params['workers_lifetime'],
-        'workers_max_rss': params['workers_max_rss'],
-        'workers_kill_timeout': params['workers_kill_timeout'],
-        'factory': params['factory'],
-        'working_dir': params['working_dir'],
-        'env_files': _list(params['env_files']),
-        'static_path_route': _list(params['static_path_route']),
-        'static_path_mount': _list(params['static_path_mount']),
-        'static_path_expires': params['static_path_expires'],
-        'static_path_dir_to_file': params['static_path_dir_to_file'],
-        'metrics_enabled': params['metrics'],
-        'metrics_scrape_interval': params['metrics_scrape_interval'],
-        'metrics_address': params['metrics_address'],
-        'metrics_port': params['metrics_port'],
-        'reload': params['reload'],
-        'reload_paths': _list(params['reload_paths']),
-        'reload_ignore_dirs': _list(params['reload_ignore_dirs']),
-        'reload_ignore_patterns': _list(params['reload_ignore_patterns']),
-        'reload_ignore_paths': _list(params['reload_ignore_paths']),
-        'reload_tick': params['reload_tick'],
-        'reload_ignore_worker_failure': params['reload_ignore_worker_failure'],
-        'process_name': params['process_name'],
-        'pid_file': params['pid_file'],
-    }
+    kwargs: Dict[str, Any] = {}
+    groups: Dict[str, Dict[str, Any]] = {group: {} for group in SETTINGS_GROUPS}
+    for spec in OPTIONS:
+        value = params[spec.name]
+        if spec.multiple:
+            value = _list(value)
+        elif spec.enum is not None:
+            value = spec.enum(value)
+        group, _, key = spec.kwarg.rpartition('.')
+        (groups[group] if group else kwargs)[key] = value
+    for group, settings in SETTINGS_GROUPS.items():
+        kwargs[group] = settings(**groups[group])
+    return kwargs
 
 
 @click.command(
     'granian',
     cls=GranianCommand,
     params=_PARAMS,
-    # Env vars are all declared explicitly: no derived names that the README does not list.
+    # Env vars are all declared explicitly: no derived names that docs/OPTIONS.md does not list.
     context_settings={'auto_envvar_prefix': None},
 )
 def cli(app: str, **params: Any) -> None:

@@ -1,12 +1,25 @@
-//! What every interface's requests share within a worker: the app, the loop, the logger.
+//! What the requests of an event-loop interface (RSGI, ASGI) share within a worker, and the
+//! request cycle on the loop: each request is handed to the loop thread, where the
+//! interface starts the app.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::bridge::{resolve, BridgeQueue, LoopHandles};
-use crate::http::response::StreamSlot;
+use crate::bridge::{resolve, BridgeQueue};
+use crate::http::body::ResponseBody;
+use crate::http::cycle::exchange;
+use crate::http::response::ResponseSlot;
+use crate::http::server::Handler;
+use crate::http::state::RequestState;
+use crate::http::stream::StreamSlot;
+use crate::runner::LoopHandles;
+use crate::task::Finisher;
+use crate::ws::{take_upgrade, WsUpgrade};
 
 /// Values fixed for the life of a listener, shared by every request it serves.
 pub struct ListenerInfo {
@@ -44,6 +57,32 @@ impl AppContext {
         let _ = self.logger.bind(py).call_method1("debug", (message,));
     }
 
+    /// Logs on `_granian` with the full traceback of `err`.
+    pub fn log_app_error(&self, py: Python<'_>, message: &str, err: &PyErr) {
+        log_exception(self.logger.bind(py), message, err);
+    }
+
+    /// Calls the app with the arguments `prepare` builds and runs what it returns as a task,
+    /// whose end the finisher hears. When that fails (the app raised at once), the error is
+    /// logged and `failed` runs.
+    pub fn start_app<'py, A>(
+        &self,
+        py: Python<'py>,
+        prepare: impl FnOnce() -> PyResult<(A, Finisher)>,
+        failed: impl FnOnce(),
+    ) where
+        A: pyo3::call::PyCallArgs<'py>,
+    {
+        let started = prepare().and_then(|(args, finished)| {
+            let coro = self.app.bind(py).call1(args)?;
+            self.handles.spawn(&coro, finished)
+        });
+        if let Err(err) = started {
+            self.log_app_error(py, "Application callable raised an exception", &err);
+            failed();
+        }
+    }
+
     /// Reports how an app's coroutine ended: `true` when it raised (or was cancelled), after
     /// logging the error; cancellation is only worth a debug line.
     pub fn report_app_end(&self, py: Python<'_>, error: Option<PyErr>) -> bool {
@@ -58,6 +97,52 @@ impl AppContext {
             }
             None => false,
         }
+    }
+
+    /// The end of an HTTP request's app: a body still streaming is cut (`cut_stream`) or
+    /// ended, and a request never answered gets a 500 (logged unless the app raised, which
+    /// was logged already, or the client left).
+    pub fn settle(
+        &self,
+        py: Python<'_>,
+        request: &RequestState,
+        response: &ResponseSlot,
+        stream: &StreamSlot,
+        cut_stream: bool,
+        raised: bool,
+    ) {
+        if cut_stream {
+            // A stream cut by an error must not look complete to the client.
+            stream.abort();
+        } else {
+            stream.close();
+        }
+        if response.is_pending() {
+            if !raised && !request.is_disconnected() {
+                self.log_error(py, "Application returned without sending a response: answering 500");
+            }
+            response.fail();
+        }
+    }
+
+    /// A future for the app, resolved with `value` when the client goes away (and, with
+    /// `on_complete`, once the response was fully handed over); `None` when that already
+    /// happened.
+    pub fn disconnect_future(
+        &self,
+        py: Python<'_>,
+        request: &RequestState,
+        value: Py<PyAny>,
+        on_complete: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let future = self.handles.future(py)?.unbind();
+        let reply = future.clone_ref(py);
+        let bridge = self.bridge.clone();
+        let watching = request.watch(
+            on_complete,
+            Box::new(move || resolve(&bridge, reply, move |_| Ok(value))),
+        );
+        Ok(watching.then_some(future))
     }
 
     /// A future resolved with None once `stream` has room for more data again; with what
@@ -78,12 +163,81 @@ impl AppContext {
         });
         Ok(future)
     }
+}
 
-    /// Logs on `_granian` with the full traceback of `err`.
-    pub fn log_app_error(&self, py: Python<'_>, message: &str, err: &PyErr) {
-        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
-        let kwargs = PyDict::new(py);
-        let _ = kwargs.set_item("exc_info", exc_info);
-        let _ = self.logger.bind(py).call_method("error", (message,), Some(&kwargs));
+/// Logs `message` on `logger` at error level with the full traceback of `err`.
+pub fn log_exception(logger: &Bound<'_, PyAny>, message: &str, err: &PyErr) {
+    let py = logger.py();
+    let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+    let kwargs = PyDict::new(py);
+    let _ = kwargs.set_item("exc_info", exc_info);
+    let _ = logger.call_method("error", (message,), Some(&kwargs));
+}
+
+/// An interface whose apps run on the event loop. Its requests go through the shared cycle;
+/// the interface only builds what the app sees and starts it, on the loop thread.
+pub trait LoopInterface: Send + Sync + 'static {
+    fn context(&self) -> &Arc<AppContext>;
+
+    /// Whether websocket upgrades go to the app (else they are plain requests).
+    fn websockets(&self) -> bool;
+
+    /// Starts the app for an HTTP request.
+    fn start_http(&self, py: Python<'_>, req: Request<Incoming>, peer: SocketAddr, call: Call);
+
+    /// Starts the app for a websocket upgrade request.
+    fn start_websocket(&self, py: Python<'_>, req: Request<Incoming>, peer: SocketAddr, call: Call, upgrade: WsUpgrade);
+}
+
+/// What an interface gets to serve one request: where the answer goes, the request's
+/// state, and the runtime its connection lives on.
+pub struct Call {
+    pub response: ResponseSlot,
+    pub state: Arc<RequestState>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl<I: LoopInterface> Handler for I {
+    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let upgrade = if self.websockets() {
+            take_upgrade(&mut req)
+        } else {
+            None
+        };
+        let runtime = tokio::runtime::Handle::current();
+        exchange(move |responder, state| {
+            let bridge = self.context().bridge.clone();
+            bridge.clone().schedule(Box::new(move |py| match upgrade {
+                // The 101 leaves at once: the websocket's traffic follows it.
+                Some(upgrade) => {
+                    let response = ResponseSlot::new(responder);
+                    self.start_websocket(
+                        py,
+                        req,
+                        peer,
+                        Call {
+                            response,
+                            state,
+                            runtime,
+                        },
+                        upgrade,
+                    )
+                }
+                None => {
+                    let response = ResponseSlot::batched(responder, bridge, runtime.clone());
+                    self.start_http(
+                        py,
+                        req,
+                        peer,
+                        Call {
+                            response,
+                            state,
+                            runtime,
+                        },
+                    )
+                }
+            }))
+        })
+        .await
     }
 }

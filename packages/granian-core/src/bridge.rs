@@ -14,16 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 
-use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use crate::task::{RustTask, TaskHooks};
+use crate::http::response::{Delivery, ResponseOutbox};
 
 pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
-
-/// Work the loop thread hands back to the runtime (a response to its connection).
-pub type Delivery = Box<dyn FnOnce() + Send>;
 
 /// Deliveries that leave together at most: enough for the wake-up to be shared, few enough
 /// that the first responses of a long loop pass do not wait for the last.
@@ -77,56 +73,6 @@ impl BridgeQueue {
                 awaiting: AtomicUsize::new(0),
             },
         })
-    }
-
-    /// Runs `delivery` soon: from the loop's thread with the other deliveries of this loop
-    /// pass (on `runtime`), from any other thread at once (an app may answer from a thread
-    /// of its own; nothing would flush a batch there).
-    pub fn deliver(self: &Arc<Self>, runtime: &tokio::runtime::Handle, delivery: Delivery) {
-        let outbox = &self.outbox;
-        if outbox.loop_thread.get() != Some(&std::thread::current().id()) {
-            delivery();
-            return;
-        }
-        let queued = {
-            let mut pending = outbox.pending.lock().unwrap_or_else(|e| e.into_inner());
-            pending.push((runtime.clone(), delivery));
-            pending.len()
-        };
-        let draining = outbox.draining.load(Ordering::Acquire);
-        // Leaves now when nothing else of this pass is coming (no other request of the loop
-        // awaits its answer), or when the batch is long enough that the first answers would
-        // wait too long for the last.
-        if queued >= BATCH_LIMIT || (outbox.awaiting.load(Ordering::Acquire) == 0 && !draining) {
-            self.flush_outbox();
-            return;
-        }
-        if outbox.flush_due.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        if draining {
-            return; // the drain flushes when its jobs are done
-        }
-        // Deliveries come from the loop thread, which holds the GIL: attaching is a check.
-        let scheduled = Python::attach(|py| {
-            outbox
-                .scheduler
-                .get(py)
-                .is_some_and(|(call_soon, flusher)| call_soon.bind(py).call1((flusher.bind(py),)).is_ok())
-        });
-        if !scheduled {
-            self.flush_outbox();
-        }
-    }
-
-    /// A request that will answer through `deliver` started.
-    pub fn response_awaited(&self) {
-        self.outbox.awaiting.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// That request answered (or gave up): called before its delivery.
-    pub fn response_settled(&self) {
-        self.outbox.awaiting.fetch_sub(1, Ordering::AcqRel);
     }
 
     fn flush_outbox(&self) {
@@ -197,6 +143,56 @@ impl BridgeQueue {
     }
 }
 
+impl ResponseOutbox for BridgeQueue {
+    /// Runs `delivery` soon: from the loop's thread with the other deliveries of this loop
+    /// pass (on `runtime`), from any other thread at once (an app may answer from a thread
+    /// of its own; nothing would flush a batch there).
+    fn deliver(&self, runtime: &tokio::runtime::Handle, delivery: Delivery) {
+        let outbox = &self.outbox;
+        if outbox.loop_thread.get() != Some(&std::thread::current().id()) {
+            delivery();
+            return;
+        }
+        let queued = {
+            let mut pending = outbox.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.push((runtime.clone(), delivery));
+            pending.len()
+        };
+        let draining = outbox.draining.load(Ordering::Acquire);
+        // Leaves now when nothing else of this pass is coming (no other request of the loop
+        // awaits its answer), or when the batch is long enough that the first answers would
+        // wait too long for the last.
+        if queued >= BATCH_LIMIT || (outbox.awaiting.load(Ordering::Acquire) == 0 && !draining) {
+            self.flush_outbox();
+            return;
+        }
+        if outbox.flush_due.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if draining {
+            return; // the drain flushes when its jobs are done
+        }
+        // Deliveries come from the loop thread, which holds the GIL: attaching is a check.
+        let scheduled = Python::attach(|py| {
+            outbox
+                .scheduler
+                .get(py)
+                .is_some_and(|(call_soon, flusher)| call_soon.bind(py).call1((flusher.bind(py),)).is_ok())
+        });
+        if !scheduled {
+            self.flush_outbox();
+        }
+    }
+
+    fn response_awaited(&self) {
+        self.outbox.awaiting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn response_settled(&self) {
+        self.outbox.awaiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The loop side of the bridge, given to Python so it can `add_reader` the wake socket.
 #[pyclass(frozen, module = "granian._granian")]
 pub struct LoopBridge {
@@ -261,51 +257,6 @@ impl OutboxFlusher {
     }
 }
 
-/// The bits of the running asyncio loop that native code calls often, looked up once.
-pub struct LoopHandles {
-    pub create_future: Py<PyAny>,
-    runner: TaskRunner,
-}
-
-/// How app coroutines are run: `--task-impl asyncio` or `rust`.
-enum TaskRunner {
-    Asyncio { create_task: Py<PyAny> },
-    Rust(Arc<TaskHooks>),
-}
-
-impl LoopHandles {
-    pub fn new(event_loop: &Bound<'_, PyAny>, rust_tasks: bool) -> PyResult<Self> {
-        let runner = if rust_tasks {
-            TaskRunner::Rust(Arc::new(TaskHooks::new(event_loop)?))
-        } else {
-            TaskRunner::Asyncio {
-                create_task: event_loop.getattr("create_task")?.unbind(),
-            }
-        };
-        Ok(Self {
-            create_future: event_loop.getattr("create_future")?.unbind(),
-            runner,
-        })
-    }
-
-    pub fn future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.create_future.bind(py).call0()
-    }
-
-    /// Runs what the app returned as a task; `finisher` hears how it ended.
-    pub fn spawn(&self, awaitable: &Bound<'_, PyAny>, finisher: Finisher) -> PyResult<()> {
-        let py = awaitable.py();
-        let coro = awaitable_iter(awaitable)?.unbind();
-        match &self.runner {
-            TaskRunner::Asyncio { create_task } => {
-                create_task.bind(py).call1((AppCoroutine::new(coro, finisher),))?;
-            }
-            TaskRunner::Rust(hooks) => RustTask::start(py, hooks, coro, finisher)?,
-        }
-        Ok(())
-    }
-}
-
 /// Completes an asyncio future on the loop thread, unless the app already cancelled it.
 pub fn resolve(
     queue: &Arc<BridgeQueue>,
@@ -327,187 +278,86 @@ pub fn resolve(
     }));
 }
 
-/// An awaitable whose value is already known: awaiting it never touches the event loop.
-/// It holds no state that awaiting changes, so one shared instance serves every operation
-/// that completed with None (no object allocated per send).
-#[pyclass(frozen, module = "granian._granian")]
-pub struct Ready {
-    value: Option<Py<PyAny>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
 
-/// An awaitable that is already done with `value`.
-pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
-    if value.is_none(py) {
-        return Ok(done(py));
-    }
-    Ok(Py::new(py, Ready { value: Some(value) })?.into_any())
-}
-
-static DONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
-
-/// The shared awaitable that completes at once with None.
-pub fn done(py: Python<'_>) -> Py<PyAny> {
-    DONE.get_or_init(py, || {
-        Py::new(py, Ready { value: None }).expect("allocating the shared Ready awaitable")
-    })
-    .clone_ref(py)
-    .into_any()
-}
-
-#[pymethods]
-impl Ready {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn counting_delivery(count: &Arc<AtomicUsize>) -> Delivery {
+        let count = count.clone();
+        Box::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        })
     }
 
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a test runtime")
     }
 
-    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        match &self.value {
-            Some(value) => Err(PyStopIteration::new_err((value.clone_ref(py),))),
-            // Ending without an exception set is how an iterator returns None: no StopIteration built.
-            None => Ok(None),
+    #[test]
+    fn jobs_queued_from_other_threads_run_on_the_drain() {
+        Python::initialize();
+        let queue = Arc::new(BridgeQueue::new().expect("a socket pair"));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (queue, ran) = (queue.clone(), ran.clone());
+                std::thread::spawn(move || {
+                    queue.schedule(Box::new(move |_| {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    }))
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a scheduling thread");
         }
-    }
-}
-
-/// An awaitable that raises as soon as it is awaited.
-#[pyclass(module = "granian._granian")]
-pub struct Failed {
-    error: Option<PyErr>,
-}
-
-impl Failed {
-    pub fn new(error: PyErr) -> Self {
-        Self { error: Some(error) }
-    }
-}
-
-#[pymethods]
-impl Failed {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "jobs run on the loop thread only");
+        Python::attach(|py| queue.drain(py));
+        assert_eq!(ran.load(Ordering::SeqCst), 4);
     }
 
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
+    #[test]
+    fn a_delivery_off_the_loop_thread_runs_at_once() {
+        let queue = BridgeQueue::new().expect("a socket pair");
+        let delivered = Arc::new(AtomicUsize::new(0));
+        queue.deliver(runtime().handle(), counting_delivery(&delivered));
+        assert_eq!(delivered.load(Ordering::SeqCst), 1);
     }
 
-    fn __next__(&mut self) -> PyResult<()> {
-        Err(self.error.take().unwrap_or_else(|| PyStopIteration::new_err(())))
-    }
-}
-
-/// The iterator that drives an awaitable: the coroutine itself, or what `__await__` returns.
-pub fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    if unsafe { pyo3::ffi::PyCoro_CheckExact(obj.as_ptr()) } != 0 {
-        return Ok(obj.clone());
-    }
-    match obj.getattr(pyo3::intern!(obj.py(), "__await__")) {
-        Ok(method) => method.call0(),
-        Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(format!(
-            "the application returned {}, not an awaitable",
-            obj.get_type().name()?
-        ))),
-    }
-}
-
-pub type Finisher = Box<dyn FnOnce(Python<'_>, Option<PyErr>) + Send + Sync>;
-
-/// Wraps an app's coroutine so the task that runs it settles the request natively when the
-/// coroutine ends: no done-callback round trip through the loop, and an app exception is
-/// logged once here instead of surfacing as "Task exception was never retrieved".
-#[pyclass(module = "granian._granian")]
-pub struct AppCoroutine {
-    coro: Py<PyAny>,
-    finisher: Option<Finisher>,
-}
-
-impl AppCoroutine {
-    pub fn new(coro: Py<PyAny>, finisher: Finisher) -> Self {
-        Self {
-            coro,
-            finisher: Some(finisher),
+    #[test]
+    fn deliveries_of_a_drain_leave_together_at_its_end() {
+        Python::initialize();
+        let queue = Arc::new(BridgeQueue::new().expect("a socket pair"));
+        queue
+            .outbox
+            .loop_thread
+            .set(std::thread::current().id())
+            .expect("unset");
+        let runtime = runtime();
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let seen_in_drain = Arc::new(AtomicUsize::new(usize::MAX));
+        // Three requests await their answers; each job of the drain answers one.
+        for _ in 0..3 {
+            queue.response_awaited();
         }
-    }
-
-    fn step(&mut self, py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        match outcome {
-            Ok(yielded) => Ok(yielded),
-            Err(err) => {
-                let error = if err.is_instance_of::<PyStopIteration>(py) {
-                    None
-                } else {
-                    Some(err)
-                };
-                if let Some(finish) = self.finisher.take() {
-                    finish(py, error);
-                }
-                Err(PyStopIteration::new_err(()))
-            }
+        for _ in 0..3 {
+            let (outbox, handle, delivered) = (queue.clone(), runtime.handle().clone(), delivered.clone());
+            queue.schedule(Box::new(move |_| {
+                outbox.response_settled();
+                outbox.deliver(&handle, counting_delivery(&delivered));
+            }));
         }
-    }
-
-    fn send_inner(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
-        // SAFETY: both pointers are valid, owned references for the call; PyIter_Send hands
-        // back a new reference (or NULL with an exception set) in `result`.
-        let status = unsafe { pyo3::ffi::PyIter_Send(self.coro.as_ptr(), value.as_ptr(), &mut result) };
-        match status {
-            pyo3::ffi::PySendResult::PYGEN_NEXT => Ok(unsafe { Bound::from_owned_ptr(py, result) }.unbind()),
-            pyo3::ffi::PySendResult::PYGEN_RETURN => {
-                unsafe { pyo3::ffi::Py_XDECREF(result) };
-                Err(PyStopIteration::new_err(()))
-            }
-            _ => Err(PyErr::take(py).unwrap_or_else(|| PyStopIteration::new_err(()))),
-        }
-    }
-}
-
-#[pymethods]
-impl AppCoroutine {
-    fn send(&mut self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let outcome = self.send_inner(py, &value);
-        self.step(py, outcome)
-    }
-
-    #[pyo3(signature = (typ, val = None, tb = None))]
-    fn throw(
-        &mut self,
-        py: Python<'_>,
-        typ: Bound<'_, PyAny>,
-        val: Option<Bound<'_, PyAny>>,
-        tb: Option<Bound<'_, PyAny>>,
-    ) -> PyResult<Py<PyAny>> {
-        let coro = self.coro.bind(py).clone();
-        let outcome = match (val, tb) {
-            (None, None) => coro.call_method1(pyo3::intern!(py, "throw"), (typ,)),
-            (val, tb) => coro.call_method1(pyo3::intern!(py, "throw"), (typ, val, tb)),
-        }
-        .map(Bound::unbind);
-        self.step(py, outcome)
-    }
-
-    fn close(&mut self, py: Python<'_>) -> PyResult<()> {
-        let closed = self.coro.bind(py).call_method0(pyo3::intern!(py, "close"));
-        if let Some(finish) = self.finisher.take() {
-            finish(py, closed.as_ref().err().map(|e| e.clone_ref(py)));
-        }
-        closed.map(|_| ())
-    }
-
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let outcome = self.send_inner(py, &py.None().into_bound(py));
-        self.step(py, outcome)
+        let (probe, seen) = (delivered.clone(), seen_in_drain.clone());
+        queue.schedule(Box::new(move |_| {
+            seen.store(probe.load(Ordering::SeqCst), Ordering::SeqCst)
+        }));
+        Python::attach(|py| queue.drain(py));
+        assert_eq!(seen_in_drain.load(Ordering::SeqCst), 0, "nothing leaves mid-drain");
+        // The batch is one task on the runtime: it runs when the runtime does.
+        runtime.block_on(tokio::task::yield_now());
+        assert_eq!(delivered.load(Ordering::SeqCst), 3);
     }
 }

@@ -16,8 +16,7 @@ use http::header::{
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
-use crate::http::response::file_body;
-use crate::http::server::error_response;
+use crate::http::response::{error_response, file_body, response};
 
 #[derive(Clone, Debug)]
 pub struct Mount {
@@ -271,7 +270,7 @@ impl StaticFiles {
         response_headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
         if not_modified(headers, &etag, modified) {
-            return with_headers(StatusCode::NOT_MODIFIED, response_headers, ResponseBody::empty());
+            return response(StatusCode::NOT_MODIFIED, response_headers, ResponseBody::empty());
         }
         // If-Range with a validator that no longer matches: the client gets the whole new file.
         let range_valid = match headers.get(IF_RANGE).and_then(|v| v.to_str().ok()) {
@@ -298,7 +297,7 @@ impl StaticFiles {
                         response_headers.insert(CONTENT_RANGE, v);
                     }
                     response_headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
-                    return with_headers(
+                    return response(
                         StatusCode::RANGE_NOT_SATISFIABLE,
                         response_headers,
                         ResponseBody::empty(),
@@ -309,14 +308,14 @@ impl StaticFiles {
         match source {
             Source::Memory(content) => {
                 let end = (start + count) as usize;
-                with_headers(
+                response(
                     status,
                     response_headers,
                     ResponseBody::full(content.slice(start as usize..end)),
                 )
             }
             Source::File(file) => match file_body(file, start, count) {
-                Ok(body) => with_headers(status, response_headers, body),
+                Ok(body) => response(status, response_headers, body),
                 Err(_) => error_response(StatusCode::NOT_FOUND),
             },
         }
@@ -376,13 +375,6 @@ fn open_inside(root: &Path, candidate: PathBuf, index: Option<&str>) -> Option<(
         source,
     };
     Some((found, (!via_index).then_some(identity)))
-}
-
-fn with_headers(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> Response<ResponseBody> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    response
 }
 
 pub fn entity_tag(modified: SystemTime, len: u64) -> String {

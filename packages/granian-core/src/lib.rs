@@ -3,13 +3,16 @@
 mod access_writer;
 mod app;
 mod asgi;
+mod awaitable;
 mod blocking;
 mod bridge;
+mod convert;
 mod files;
 mod http;
 mod log;
 mod net;
 mod rsgi;
+mod runner;
 mod runtime;
 mod task;
 mod tls;
@@ -32,7 +35,7 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .is_truthy()?;
     m.add("BUILD_GIL", !gil_disabled)?;
     m.add_class::<bridge::LoopBridge>()?;
-    m.add_class::<bridge::Ready>()?;
+    m.add_class::<awaitable::Ready>()?;
     m.add_class::<task::RustTask>()?;
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;
@@ -45,15 +48,15 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rsgi::ws::WsProtocol>()?;
     m.add_class::<rsgi::ws::WsTransport>()?;
     m.add_class::<rsgi::ws::WsMessage>()?;
-    m.add_class::<asgi::http::Receive>()?;
-    m.add_class::<asgi::http::Send>()?;
+    m.add_class::<asgi::http::HttpReceive>()?;
+    m.add_class::<asgi::http::HttpSend>()?;
     m.add_class::<asgi::ws::WsReceive>()?;
     m.add_class::<asgi::ws::WsSend>()?;
     m.add_class::<wsgi::http::StartResponse>()?;
     m.add_class::<wsgi::http::Write>()?;
-    m.add_class::<wsgi::http::FileWrapper>()?;
-    m.add_class::<wsgi::http::WsgiInput>()?;
-    m.add("ProtocolError", py.get_type::<rsgi::ProtocolError>())?;
-    m.add("ProtocolClosed", py.get_type::<rsgi::ProtocolClosed>())?;
+    m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    m.add_class::<wsgi::input::WsgiInput>()?;
+    m.add("ProtocolError", py.get_type::<rsgi::errors::ProtocolError>())?;
+    m.add("ProtocolClosed", py.get_type::<rsgi::errors::ProtocolClosed>())?;
     Ok(())
 }

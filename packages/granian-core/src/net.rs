@@ -2,7 +2,7 @@
 //! here and handed to the runtimes of a worker.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub fn bind_unix(path: &Path, permissions: Option<u32>, backlog: i32) -> std::io
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
     socket.listen(backlog)?;
-    Ok(unsafe { UnixListener::from_raw_fd(socket.into_raw_fd()) })
+    Ok(UnixListener::from(std::os::fd::OwnedFd::from(socket)))
 }
 
 /// A listening socket of either kind.
@@ -139,6 +139,11 @@ impl SocketHolder {
     /// Adopts a listening socket opened elsewhere (a parent process), by descriptor.
     #[staticmethod]
     fn from_fd(fd: i32) -> PyResult<Self> {
+        if fd < 0 {
+            return Err(PyOSError::new_err(format!("invalid socket descriptor {fd}")));
+        }
+        // SAFETY: `fd` is not negative, and the caller passes a descriptor its process holds
+        // open (the parent's listener, inherited); the borrow ends with the duplication.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let owned = borrowed.try_clone_to_owned()?;
         let socket = Socket::from(owned);
@@ -146,7 +151,7 @@ impl SocketHolder {
         let listener = match local.as_pathname() {
             Some(path) => {
                 let path = path.to_path_buf();
-                Listener::Unix(unsafe { UnixListener::from_raw_fd(socket.into_raw_fd()) }, path)
+                Listener::Unix(UnixListener::from(std::os::fd::OwnedFd::from(socket)), path)
             }
             None => Listener::Tcp(socket.into()),
         };

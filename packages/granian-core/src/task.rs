@@ -15,7 +15,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use crate::bridge::Finisher;
+use crate::awaitable::{resume, Resumed};
+
+/// Told how an app's coroutine ended: with the error it raised, if any.
+pub type Finisher = Box<dyn FnOnce(Python<'_>, Option<PyErr>) + Send + Sync>;
 
 /// Module-level helpers of asyncio looked up once per worker.
 pub struct TaskHooks {
@@ -47,12 +50,6 @@ impl TaskHooks {
         self.call_soon.call(py, (callback, task), Some(&kwargs))?;
         Ok(())
     }
-}
-
-/// What one resumption of the coroutine produced.
-enum Step {
-    Yielded(Py<PyAny>),
-    Finished(Option<PyErr>),
 }
 
 #[pyclass(module = "granian._granian", weakref)]
@@ -124,39 +121,36 @@ impl RustTask {
         };
 
         let outcome = Self::run_in_task(task, &context, || match error {
-            None => send_none(py, &coro),
-            Some(err) => match coro.bind(py).call_method1(intern!(py, "throw"), (err.into_value(py),)) {
-                Ok(value) => Step::Yielded(value.unbind()),
-                Err(err) if err.is_instance_of::<PyStopIteration>(py) => Step::Finished(None),
-                Err(err) => Step::Finished(Some(err)),
-            },
+            None => resume(py, &coro, &py.None().into_bound(py)),
+            Some(err) => Resumed::from_call(coro.bind(py).call_method1(intern!(py, "throw"), (err.into_value(py),))),
         });
 
         match outcome {
-            Step::Finished(error) => Self::finish(task, error),
-            Step::Yielded(yielded) => Self::suspend(task, yielded.into_bound(py)),
+            Resumed::Yielded(yielded) => Self::suspend(task, yielded.into_bound(py)),
+            Resumed::Returned => Self::finish(task, None),
+            Resumed::Raised(err) if err.is_instance_of::<PyStopIteration>(py) => Self::finish(task, None),
+            Resumed::Raised(err) => Self::finish(task, Some(err)),
         }
     }
 
     /// Runs `body` inside the task's context with the task registered as current.
-    fn run_in_task(task: &Bound<'_, Self>, context: &Py<PyAny>, body: impl FnOnce() -> Step) -> Step {
+    fn run_in_task(task: &Bound<'_, Self>, context: &Py<PyAny>, body: impl FnOnce() -> Resumed) -> Resumed {
         let py = task.py();
         // SAFETY: `context` is a live contextvars.Context owned by the task; a context is
         // only entered by its own task's steps, which never nest.
         if unsafe { pyo3::ffi::PyContext_Enter(context.as_ptr()) } != 0 {
-            return Step::Finished(Some(PyErr::fetch(py)));
+            return Resumed::Raised(PyErr::fetch(py));
         }
         let hooks = task.borrow().hooks.clone();
         let outcome = match hooks.enter_task.call1(py, (&hooks.event_loop, task)) {
             Ok(_) => {
                 let outcome = body();
                 if let Err(err) = hooks.leave_task.call1(py, (&hooks.event_loop, task)) {
-                    err.restore(py);
-                    unsafe { pyo3::ffi::PyErr_WriteUnraisable(task.as_ptr()) };
+                    err.write_unraisable(py, Some(task.as_any()));
                 }
                 outcome
             }
-            Err(err) => Step::Finished(Some(err)),
+            Err(err) => Resumed::Raised(err),
         };
         // SAFETY: exits the context entered above, on the same thread.
         unsafe { pyo3::ffi::PyContext_Exit(context.as_ptr()) };
@@ -238,8 +232,7 @@ impl RustTask {
         }
         for callback in callbacks {
             if let Err(err) = hooks.schedule_callback(task, callback) {
-                err.restore(py);
-                unsafe { pyo3::ffi::PyErr_WriteUnraisable(task.as_ptr()) };
+                err.write_unraisable(py, Some(task.as_any()));
             }
         }
     }
@@ -249,25 +242,6 @@ impl RustTask {
             Some(message) => CancelledError::new_err((message.clone_ref(py),)),
             None => CancelledError::new_err(()),
         }
-    }
-}
-
-/// `coro.send(None)` through the C API, without building a bound method.
-fn send_none(py: Python<'_>, coro: &Py<PyAny>) -> Step {
-    let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
-    // SAFETY: `coro` and `None` are valid for the call; PyIter_Send hands back a new
-    // reference (or NULL with an exception set) in `result`.
-    let status = unsafe { pyo3::ffi::PyIter_Send(coro.as_ptr(), pyo3::ffi::Py_None(), &mut result) };
-    match status {
-        pyo3::ffi::PySendResult::PYGEN_NEXT => Step::Yielded(unsafe { Bound::from_owned_ptr(py, result) }.unbind()),
-        pyo3::ffi::PySendResult::PYGEN_RETURN => {
-            unsafe { pyo3::ffi::Py_XDECREF(result) };
-            Step::Finished(None)
-        }
-        _ => match PyErr::take(py) {
-            Some(err) if err.is_instance_of::<PyStopIteration>(py) => Step::Finished(None),
-            other => Step::Finished(other),
-        },
     }
 }
 

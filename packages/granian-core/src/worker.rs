@@ -11,22 +11,25 @@ use pyo3::types::PyDict;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppContext, ListenerInfo};
-use crate::asgi::http::{server_tuple, AsgiHandler, AsgiShared};
+use crate::asgi::scope::AsgiShared;
+use crate::asgi::AsgiHandler;
 use std::path::PathBuf;
 
 use tokio_rustls::TlsAcceptor;
 
 use crate::access_writer::AccessWriter;
 use crate::blocking::BlockingPool;
-use crate::bridge::{LoopBridge, LoopHandles};
+use crate::bridge::LoopBridge;
 use crate::files::{Mount, StaticFiles};
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
 use crate::log::AccessFormat;
 use crate::net::{Listener, SocketHolder};
-use crate::rsgi::http::RsgiHandler;
+use crate::rsgi::RsgiHandler;
+use crate::runner::LoopHandles;
 use crate::runtime::{start, RuntimeConfig, RuntimeMode};
 use crate::tls::{server_cert_pem, server_config, TlsSettings};
-use crate::wsgi::http::{WsgiHandler, WsgiShared};
+use crate::wsgi::scope::WsgiShared;
+use crate::wsgi::WsgiHandler;
 
 type Http1Tuple = (u64, bool, usize, bool);
 type Http2Tuple = (bool, u32, u32, Option<u64>, u64, u32, u32, u32, usize);
@@ -344,11 +347,7 @@ impl Worker {
     ) -> PyResult<()> {
         let listener = socket.take()?;
         let ctx = self.app_context(&listener, bridge, app, &event_loop, logger)?;
-        let shared = Arc::new(AsgiShared {
-            state,
-            root_path,
-            server: server_tuple(py, &ctx.listener.ip, ctx.listener.port)?,
-        });
+        let shared = AsgiShared::new(py, &ctx.listener, state, root_path)?;
         self.launch(
             listener,
             bridge,
@@ -384,10 +383,12 @@ impl Worker {
             Duration::from_secs(blocking_idle_timeout),
             Arc::new(|body: &mut dyn FnMut()| Python::attach(|_| body())),
             Arc::new(|body: &mut dyn FnMut()| {
-                // SAFETY: pool threads run inside `Python::attach` (the hook above); the body
-                // only waits on a condvar and touches no Python object while the GIL is out.
+                // SAFETY: pool threads run inside `Python::attach` (the hook above), so this
+                // thread holds the GIL here; the body only waits on a condvar and touches no
+                // Python object while the GIL is out.
                 let saved = unsafe { pyo3::ffi::PyEval_SaveThread() };
                 body();
+                // SAFETY: `saved` is this thread's state, released just above.
                 unsafe { pyo3::ffi::PyEval_RestoreThread(saved) };
             }),
         );

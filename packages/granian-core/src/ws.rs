@@ -19,7 +19,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::body::ResponseBody;
+use crate::http::response::response;
 
+/// The largest message (and frame) a client may send.
+pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// Messages queued from the client before the app reads them.
 const INCOMING_QUEUE: usize = 64;
 /// Messages queued by the app before it has to wait for the socket.
@@ -90,15 +93,12 @@ pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<WsUpgrade> {
 
 /// The 101 answer that completes the handshake.
 pub fn switching_protocols(accept_key: &str, mut headers: HeaderMap) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     if let Ok(v) = HeaderValue::from_str(accept_key) {
         headers.insert(SEC_WEBSOCKET_ACCEPT, v);
     }
-    *response.headers_mut() = headers;
-    response
+    response(StatusCode::SWITCHING_PROTOCOLS, headers, ResponseBody::empty())
 }
 
 /// What the client sent.

@@ -1,23 +1,53 @@
 //! ASGI websockets: `websocket.*` messages over the core's websocket channel, and the
 //! `websocket.http.response` denial extension.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
+use hyper::body::Incoming;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use super::http::{header_map, protocol_error, unsupported_message};
-use crate::app::AppContext;
-use crate::bridge::{ready, resolve};
+use super::messages::{message as msg, protocol_error, sent_message, unsupported_message};
+use super::scope::{websocket_scope, AsgiShared};
+use crate::app::{AppContext, Call};
+use crate::awaitable::{ready, ready_none};
+use crate::bridge::resolve;
+use crate::convert::{byte_headers, status_code};
 use crate::http::body::ResponseBody;
-use crate::http::response::ResponseSlot;
-use crate::http::server::error_response;
-use crate::rsgi::ws::MAX_MESSAGE;
-use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade};
+use crate::http::response::{error_response, response, ResponseSlot};
+use crate::task::Finisher;
+use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade, MAX_MESSAGE};
+
+/// Starts the app for a websocket upgrade request.
+pub fn start(
+    py: Python<'_>,
+    ctx: &Arc<AppContext>,
+    shared: &AsgiShared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    call: Call,
+    upgrade: WsUpgrade,
+) {
+    let (parts, _) = req.into_parts();
+    // On failure the socket, and its response slot, go down: the client gets a 500.
+    ctx.start_app(
+        py,
+        || {
+            let scope = websocket_scope(py, shared, &ctx.listener, &parts, peer)?;
+            let socket = Arc::new(AsgiWebsocket::new(ctx.clone(), call.runtime, call.response, upgrade));
+            let receive = Py::new(py, WsReceive(socket.clone()))?;
+            let send = Py::new(py, WsSend(socket.clone()))?;
+            let finisher: Finisher = Box::new(move |py, error| socket.app_finished(py, error));
+            Ok(((scope, receive, send), finisher))
+        },
+        || {},
+    );
+}
 
 /// Work waiting for the upgrade to complete; `None` if it failed.
 type OnChannel = Box<dyn FnOnce(Option<Arc<WsChannel>>) + Send>;
@@ -48,12 +78,6 @@ pub struct AsgiWebsocket {
     response: ResponseSlot,
     upgrade: Mutex<Option<WsUpgrade>>,
     state: Arc<Mutex<State>>,
-}
-
-fn msg<'py>(py: Python<'py>, kind: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item(intern!(py, "type"), kind)?;
-    Ok(d)
 }
 
 fn event_message(py: Python<'_>, event: WsEvent) -> PyResult<Py<PyAny>> {
@@ -150,15 +174,7 @@ impl AsgiWebsocket {
     }
 
     pub fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| protocol_error("messages sent must be dicts"))?;
-        let kind = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| protocol_error("message without a 'type'"))?;
-        let kind = kind
-            .cast::<PyString>()
-            .map_err(|_| protocol_error("'type' must be a str"))?;
+        let (message, kind) = sent_message(message)?;
         let mut state = self.state.lock().map_err(|_| protocol_error("state poisoned"))?;
         match kind.to_str()? {
             "websocket.accept" => {
@@ -172,7 +188,7 @@ impl AsgiWebsocket {
                     .and_then(|mut u| u.take())
                     .ok_or_else(|| protocol_error("the websocket was already answered"))?;
                 let mut headers = match message.get_item(intern!(py, "headers"))? {
-                    Some(h) => header_map(&h)?,
+                    Some(h) => byte_headers(&h)?,
                     None => HeaderMap::new(),
                 };
                 if let Some(sub) = message.get_item(intern!(py, "subprotocol"))? {
@@ -199,12 +215,12 @@ impl AsgiWebsocket {
                         then(channel.clone());
                     }
                 });
-                ready(py, py.None())
+                Ok(ready_none(py))
             }
             "websocket.send" => {
                 if !matches!(state.phase, Phase::Accepted) {
                     if matches!(state.phase, Phase::Closed) {
-                        return ready(py, py.None());
+                        return Ok(ready_none(py));
                     }
                     return Err(protocol_error("'websocket.send' before 'websocket.accept'"));
                 }
@@ -246,7 +262,7 @@ impl AsgiWebsocket {
                 if self.upgrade.lock().ok().and_then(|mut u| u.take()).is_some() {
                     self.response.send(error_response(StatusCode::FORBIDDEN));
                 }
-                ready(py, py.None())
+                Ok(ready_none(py))
             }
             "websocket.http.response.start" => {
                 if !matches!(state.phase, Phase::Handshake | Phase::Connecting) {
@@ -258,13 +274,13 @@ impl AsgiWebsocket {
                     .get_item(intern!(py, "status"))?
                     .ok_or_else(|| protocol_error("'websocket.http.response.start' without a status"))?
                     .extract()?;
-                let status = StatusCode::from_u16(status).map_err(|_| protocol_error("invalid status code"))?;
+                let status = status_code(status)?;
                 let headers = match message.get_item(intern!(py, "headers"))? {
-                    Some(h) => header_map(&h)?,
+                    Some(h) => byte_headers(&h)?,
                     None => HeaderMap::new(),
                 };
                 state.phase = Phase::Denying(status, headers, BytesMut::new());
-                ready(py, py.None())
+                Ok(ready_none(py))
             }
             "websocket.http.response.body" => {
                 let Phase::Denying(_, _, body) = &mut state.phase else {
@@ -284,13 +300,11 @@ impl AsgiWebsocket {
                 if !more {
                     if let Phase::Denying(status, headers, body) = std::mem::replace(&mut state.phase, Phase::Closed) {
                         self.upgrade.lock().ok().and_then(|mut u| u.take());
-                        let mut response = Response::new(ResponseBody::full(body.freeze()));
-                        *response.status_mut() = status;
-                        *response.headers_mut() = headers;
-                        self.response.send(response);
+                        self.response
+                            .send(response(status, headers, ResponseBody::full(body.freeze())));
                     }
                 }
-                ready(py, py.None())
+                Ok(ready_none(py))
             }
             _ => Err(unsupported_message()),
         }
@@ -300,7 +314,7 @@ impl AsgiWebsocket {
         let channel = self.state.lock().ok().and_then(|s| s.channel.clone());
         if let Some(channel) = channel {
             match channel.send(outgoing) {
-                Sent::Queued | Sent::Closed => return ready(py, py.None()),
+                Sent::Queued | Sent::Closed => return Ok(ready_none(py)),
                 Sent::Full(sender, message) => {
                     let future = self.ctx.handles.future(py)?.unbind();
                     let reply = future.clone_ref(py);

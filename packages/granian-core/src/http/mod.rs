@@ -1,6 +1,10 @@
+//! HTTP, free of Python: the server (hyper), the request cycle, bodies and responses.
+
 pub mod body;
-pub mod pybytes;
+pub mod cycle;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod state;
+pub mod stream;
 pub mod util;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{HeaderValue, CONTENT_LENGTH};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::body::ResponseBody;
+use super::util::version_labels;
 use crate::files::StaticFiles;
 use crate::log::{AccessFormat, AccessRecord};
 use crate::tls::TlsInfo;
@@ -121,12 +122,6 @@ pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings) -> ConnBuil
 /// How long shutdown waits for the first request of a just-accepted connection.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
-pub fn error_response(status: StatusCode) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::empty());
-    *response.status_mut() = status;
-    response
-}
-
 fn strip_body(response: &mut Response<ResponseBody>) {
     if let Some(len) = response.body().size_hint().exact() {
         if !response.headers().contains_key(CONTENT_LENGTH) {
@@ -136,7 +131,6 @@ fn strip_body(response: &mut Response<ResponseBody>) {
     *response.body_mut() = ResponseBody::empty();
 }
 
-/// Serves one connection; on shutdown, lets in-flight requests finish, then closes.
 /// The access log of a worker: the parsed format and where finished lines go.
 pub struct AccessLog {
     pub format: AccessFormat,
@@ -214,22 +208,14 @@ async fn dispatch<H: Handler>(
             query_string: uri.query().unwrap_or(""),
             method: method.as_str(),
             scheme: ctx.scheme,
-            protocol: protocol_label(version),
+            protocol: version_labels(version).protocol,
         });
         (log.emit)(line);
     }
     response
 }
 
-fn protocol_label(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2",
-        Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    }
-}
-
+/// Serves one connection; on shutdown, lets in-flight requests finish, then closes.
 pub async fn serve_connection<IO, H>(
     io: IO,
     peer: SocketAddr,

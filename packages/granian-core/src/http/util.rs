@@ -4,14 +4,24 @@ use std::borrow::Cow;
 
 use http::Version;
 
-/// The version label the Python interfaces report.
-pub fn version_label(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 | Version::HTTP_10 => "1",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
-    }
+/// How each interface and the access log name an HTTP version.
+pub struct VersionLabels {
+    /// RSGI's `http_version`: "1", "1.1", "2", "3".
+    pub rsgi: &'static str,
+    /// ASGI's `http_version`: "1.0", "1.1", "2", "3".
+    pub asgi: &'static str,
+    /// The protocol as a request line names it (WSGI's `SERVER_PROTOCOL`, the access log).
+    pub protocol: &'static str,
+}
+
+pub fn version_labels(version: Version) -> VersionLabels {
+    let (rsgi, asgi, protocol) = match version {
+        Version::HTTP_09 | Version::HTTP_10 => ("1", "1.0", "HTTP/1.0"),
+        Version::HTTP_2 => ("2", "2", "HTTP/2"),
+        Version::HTTP_3 => ("3", "3", "HTTP/3"),
+        _ => ("1.1", "1.1", "HTTP/1.1"),
+    };
+    VersionLabels { rsgi, asgi, protocol }
 }
 
 /// Percent-decodes a request path; bytes that are not UTF-8 become U+FFFD.
@@ -48,9 +58,12 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert_eq!(version_label(Version::HTTP_10), "1");
-        assert_eq!(version_label(Version::HTTP_11), "1.1");
-        assert_eq!(version_label(Version::HTTP_2), "2");
+        let http10 = version_labels(Version::HTTP_10);
+        assert_eq!((http10.rsgi, http10.asgi, http10.protocol), ("1", "1.0", "HTTP/1.0"));
+        let http11 = version_labels(Version::HTTP_11);
+        assert_eq!((http11.rsgi, http11.asgi, http11.protocol), ("1.1", "1.1", "HTTP/1.1"));
+        let http2 = version_labels(Version::HTTP_2);
+        assert_eq!((http2.rsgi, http2.asgi, http2.protocol), ("2", "2", "HTTP/2"));
     }
 
     #[test]

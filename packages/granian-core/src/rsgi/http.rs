@@ -1,4 +1,5 @@
-//! The RSGI HTTP protocol object and the handler that starts an app per request.
+//! RSGI over HTTP: the protocol object an app reads the body from and answers with, and
+//! the transport of a streamed response.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,128 +7,60 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use tokio::sync::oneshot;
 
+use super::errors::{ProtocolClosed, ProtocolError};
 use super::scope::Scope;
-use super::ws::WsProtocol;
-use super::{ProtocolClosed, ProtocolError};
-use crate::app::AppContext;
-use crate::bridge::{done, ready, resolve, Failed};
-use crate::http::body::{DisconnectGuard, RequestState, ResponseBody};
-use crate::http::pybytes::{bytes_of, chunk_of};
+use crate::app::{AppContext, Call};
+use crate::awaitable::{ready, ready_none, Failed};
+use crate::bridge::resolve;
+use crate::convert::{bytes_of, chunk_of, status_code, str_headers};
+use crate::http::body::ResponseBody;
 use crate::http::request::{ReadError, RequestBody};
-use crate::http::response::{file_body, open_file, Chunk, ResponseSlot, StreamSend, StreamSlot};
-use crate::http::server::{error_response, Handler};
+use crate::http::response::{error_response, file_body, open_file, response, ResponseSlot};
+use crate::http::state::RequestState;
+use crate::http::stream::{Chunk, StreamSend, StreamSlot};
 use crate::http::util::check_range;
-use crate::ws::{take_upgrade, WsUpgrade};
+use crate::task::Finisher;
 
-pub struct RsgiHandler {
-    pub ctx: Arc<AppContext>,
-    pub websockets: bool,
-}
-
-impl Handler for RsgiHandler {
-    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
-        let (tx, rx) = oneshot::channel();
-        let state = Arc::new(RequestState::new(self.ctx.bridge.clone()));
-        let guard = DisconnectGuard(state.clone());
-        let ctx = self.ctx.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let upgrade = if self.websockets { take_upgrade(&mut req) } else { None };
-        match upgrade {
-            Some(upgrade) => self.ctx.bridge.schedule(Box::new(move |py| {
-                start_websocket(py, &ctx, req, peer, ResponseSlot::new(tx), upgrade, runtime);
-            })),
-            None => self.ctx.bridge.schedule(Box::new(move |py| {
-                let response = ResponseSlot::batched(tx, ctx.bridge.clone(), runtime.clone());
-                start_request(py, &ctx, req, peer, response, state, runtime);
-            })),
-        }
-        match rx.await {
-            Ok(mut response) => {
-                response.body_mut().watch(guard);
-                response
-            }
-            Err(_) => {
-                guard.0.complete();
-                error_response(StatusCode::INTERNAL_SERVER_ERROR)
-            }
-        }
-    }
-}
-
-fn start_websocket(
-    py: Python<'_>,
-    ctx: &Arc<AppContext>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    response: ResponseSlot,
-    upgrade: WsUpgrade,
-    runtime: tokio::runtime::Handle,
-) {
-    let (parts, _) = req.into_parts();
-    let started = (|| -> PyResult<()> {
-        let scope = Scope::new(py, "ws", parts, peer, ctx.listener.clone())?;
-        let protocol = Py::new(py, WsProtocol::new(ctx.clone(), runtime, response, upgrade))?;
-        let coro = ctx.app.bind(py).call1((Py::new(py, scope)?, protocol.clone_ref(py)))?;
-        let finished = protocol.clone_ref(py);
-        ctx.handles
-            .spawn(&coro, Box::new(move |py, error| finished.get().app_finished(py, error)))?;
-        Ok(())
-    })();
-    if let Err(err) = started {
-        // The response slot went down with the protocol: hyper answers 500 for it.
-        ctx.log_app_error(py, "Application callable raised an exception", &err);
-    }
-}
-
-fn start_request(
-    py: Python<'_>,
-    ctx: &Arc<AppContext>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    response: ResponseSlot,
-    state: Arc<RequestState>,
-    runtime: tokio::runtime::Handle,
-) {
+/// Starts the app for an HTTP request.
+pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, req: Request<Incoming>, peer: SocketAddr, call: Call) {
     let (parts, body) = req.into_parts();
-    let started = (|| -> PyResult<()> {
-        let scope = Scope::new(py, "http", parts, peer, ctx.listener.clone())?;
-        let protocol = Py::new(
-            py,
-            HttpProtocol {
-                ctx: ctx.clone(),
-                runtime,
-                state,
-                body: RequestBody::new(body),
-                body_taken: AtomicBool::new(false),
-                response,
-                stream: StreamSlot::default(),
-            },
-        )?;
-        let outcome = (|| -> PyResult<()> {
-            let coro = ctx.app.bind(py).call1((Py::new(py, scope)?, protocol.clone_ref(py)))?;
+    let Call {
+        response,
+        state,
+        runtime,
+    } = call;
+    let protocol = HttpProtocol {
+        ctx: ctx.clone(),
+        runtime,
+        state,
+        body: RequestBody::new(body),
+        body_taken: AtomicBool::new(false),
+        response,
+        stream: StreamSlot::default(),
+    };
+    let protocol = match Py::new(py, protocol) {
+        Ok(protocol) => protocol,
+        // The response slot went down with the protocol: the client gets a 500.
+        Err(err) => return ctx.log_app_error(py, "Cannot start the request", &err),
+    };
+    ctx.start_app(
+        py,
+        || {
+            let scope = Py::new(py, Scope::new(py, "http", parts, peer, ctx.listener.clone())?)?;
             let finished = protocol.clone_ref(py);
-            ctx.handles
-                .spawn(&coro, Box::new(move |py, error| finished.get().app_finished(py, error)))?;
-            Ok(())
-        })();
-        if let Err(err) = outcome {
-            ctx.log_app_error(py, "Application callable raised an exception", &err);
+            let finisher: Finisher = Box::new(move |py, error| finished.get().app_finished(py, error));
+            Ok(((scope, protocol.clone_ref(py)), finisher))
+        },
+        || {
             protocol.get().response.fail();
-        }
-        Ok(())
-    })();
-    if let Err(err) = started {
-        // The response slot went down with the protocol: hyper answers 500 for it.
-        ctx.log_app_error(py, "Cannot start the request", &err);
-    }
+        },
+    );
 }
 
 #[pyclass(frozen, module = "granian._granian", name = "RSGIHTTPProtocol")]
@@ -183,27 +116,13 @@ impl HttpProtocol {
         Ok(future)
     }
 
-    /// The app's coroutine ended: log its failure, end a stream, answer 500 if it never did.
+    /// The app's coroutine ended: a stream it failed in is cut, a request it never
+    /// answered gets a 500.
     fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
         let raised = self.ctx.report_app_end(py, error);
-        if raised {
-            // A stream cut by an error must not look complete to the client.
-            self.stream.abort();
-        } else {
-            self.stream.close();
-        }
-        if self.response.is_pending() {
-            if !raised && !self.state.is_disconnected() {
-                self.ctx
-                    .log_error(py, "Application returned without sending a response: answering 500");
-            }
-            self.response.fail();
-        }
+        self.ctx
+            .settle(py, &self.state, &self.response, &self.stream, raised, raised);
     }
-}
-
-fn status_code(status: u16) -> PyResult<StatusCode> {
-    StatusCode::from_u16(status).map_err(|_| PyValueError::new_err(format!("invalid HTTP status code: {status}")))
 }
 
 /// `headers` omitted (None) means none, as in granian 2.8.7.
@@ -212,24 +131,11 @@ fn build_response(
     headers: Option<&Bound<'_, PyAny>>,
     body: ResponseBody,
 ) -> PyResult<Response<ResponseBody>> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status_code(status)?;
-    let Some(headers) = headers else {
-        return Ok(response);
+    let headers = match headers {
+        Some(headers) => str_headers(headers)?,
+        None => HeaderMap::new(),
     };
-    let map = response.headers_mut();
-    for item in headers.try_iter()? {
-        let item = item?;
-        let (name, value): (Bound<'_, PyString>, Bound<'_, PyString>) = item.extract()?;
-        let name = name.to_str()?;
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| PyValueError::new_err(format!("invalid header name: {name:?}")))?;
-        let value = value.to_str()?;
-        let value = HeaderValue::from_str(value)
-            .map_err(|_| PyValueError::new_err(format!("invalid value for header {name}: {value:?}")))?;
-        map.append(name, value);
-    }
-    Ok(response)
+    Ok(response(status_code(status)?, headers, body))
 }
 
 #[pymethods]
@@ -256,11 +162,10 @@ impl HttpProtocol {
     }
 
     fn client_disconnect(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let future = self.ctx.handles.future(py)?.unbind();
-        if !self.state.watch_disconnect(future.clone_ref(py), py.None(), false) {
-            return ready(py, py.None());
+        match self.ctx.disconnect_future(py, &self.state, py.None(), false)? {
+            Some(future) => Ok(future),
+            None => Ok(ready_none(py)),
         }
-        Ok(future)
     }
 
     // Omitted headers and bodies are empty, as in granian 2.8.7 (`...` in the signature: the
@@ -345,8 +250,8 @@ impl HttpProtocol {
         if !self.response.is_pending() {
             return Err(ProtocolError::new_err("a response was already sent for this request"));
         }
-        let payload = self.stream.open();
-        self.respond(build_response(status, headers.as_ref(), ResponseBody::new(payload))?)?;
+        let body = ResponseBody::streamed(self.stream.open());
+        self.respond(build_response(status, headers.as_ref(), body)?)?;
         Py::new(
             py,
             StreamTransport {
@@ -368,7 +273,7 @@ pub struct StreamTransport {
 impl StreamTransport {
     fn send(&self, py: Python<'_>, data: Chunk<'_>) -> PyResult<Py<PyAny>> {
         match self.stream.send(data) {
-            StreamSend::Sent => Ok(done(py)),
+            StreamSend::Sent => Ok(ready_none(py)),
             StreamSend::Closed => Err(ProtocolClosed::new_err("the client disconnected")),
             StreamSend::Wait => self.ctx.wait_for_room(py, &self.runtime, self.stream.clone(), |_| {
                 Err(ProtocolClosed::new_err("the client disconnected"))

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
 use crate::app::ListenerInfo;
-use crate::http::util::{decode_path, version_label};
+use crate::http::util::{decode_path, version_labels};
 
 #[pyclass(frozen, module = "granian._granian", name = "RSGIHeaders")]
 pub struct Headers {
@@ -137,7 +137,7 @@ impl Scope {
 
     #[getter]
     fn http_version(&self) -> &'static str {
-        version_label(self.version)
+        version_labels(self.version).rsgi
     }
 
     #[getter]
@@ -189,7 +189,7 @@ impl Scope {
             self.proto,
             self.method.as_str(),
             self.uri.path(),
-            version_label(self.version)
+            version_labels(self.version).rsgi
         )
     }
 }

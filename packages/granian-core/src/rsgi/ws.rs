@@ -1,22 +1,48 @@
-//! RSGI websockets: the protocol object (`accept`, `close`) and the transport.
+//! RSGI websockets: starting the app, the protocol object (`accept`, `close`) and the
+//! transport.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
-use super::ProtocolClosed;
-use super::ProtocolError;
-use crate::app::AppContext;
-use crate::bridge::{done, ready, resolve};
-use crate::http::response::ResponseSlot;
-use crate::http::server::error_response;
-use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade};
+use super::errors::{ProtocolClosed, ProtocolError};
+use super::scope::Scope;
+use crate::app::{AppContext, Call};
+use crate::awaitable::{ready, ready_none};
+use crate::bridge::resolve;
+use crate::http::response::{error_response, ResponseSlot};
+use crate::task::Finisher;
+use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade, MAX_MESSAGE};
 
-pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// Starts the app for a websocket upgrade request.
+pub fn start(
+    py: Python<'_>,
+    ctx: &Arc<AppContext>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    call: Call,
+    upgrade: WsUpgrade,
+) {
+    let (parts, _) = req.into_parts();
+    // On failure the protocol, and its response slot, go down: the client gets a 500.
+    ctx.start_app(
+        py,
+        || {
+            let scope = Py::new(py, Scope::new(py, "ws", parts, peer, ctx.listener.clone())?)?;
+            let protocol = Py::new(py, WsProtocol::new(ctx.clone(), call.runtime, call.response, upgrade))?;
+            let finished = protocol.clone_ref(py);
+            let finisher: Finisher = Box::new(move |py, error| finished.get().app_finished(py, error));
+            Ok(((scope, protocol), finisher))
+        },
+        || {},
+    );
+}
 
 /// The upgraded connection, once established, and a close asked for before that.
 #[derive(Default)]
@@ -158,7 +184,7 @@ impl WsTransport {
 
     fn send(&self, py: Python<'_>, outgoing: Outgoing) -> PyResult<Py<PyAny>> {
         match self.channel.send(outgoing) {
-            Sent::Queued => Ok(done(py)),
+            Sent::Queued => Ok(ready_none(py)),
             Sent::Closed => Err(ProtocolClosed::new_err("the websocket is closed")),
             Sent::Full(sender, message) => {
                 let future = self.ctx.handles.future(py)?.unbind();

@@ -1,3 +1,47 @@
-//! WSGI (PEP 3333) on the blocking pool.
+//! WSGI (PEP 3333): apps run on the blocking pool, one thread per request in progress.
 
+pub mod file_wrapper;
 pub mod http;
+pub mod input;
+pub mod scope;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ::http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use pyo3::prelude::*;
+
+use crate::http::body::ResponseBody;
+use crate::http::cycle::exchange;
+use crate::http::response::{error_response, ResponseSlot};
+use crate::http::server::Handler;
+use input::InputSource;
+use scope::WsgiShared;
+
+pub struct WsgiHandler {
+    pub shared: Arc<WsgiShared>,
+}
+
+impl Handler for WsgiHandler {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let (parts, incoming) = req.into_parts();
+        let body = match InputSource::prefetch(incoming).await {
+            Ok(body) => body,
+            Err(err) => {
+                log::debug!("the client went away while sending the request body: {err}");
+                return error_response(StatusCode::BAD_REQUEST);
+            }
+        };
+        let runtime = tokio::runtime::Handle::current();
+        exchange(move |responder, _| {
+            let shared = self.shared.clone();
+            self.shared.pool.spawn(Box::new(move || {
+                Python::attach(|py| {
+                    http::run_request(py, &shared, parts, body, peer, ResponseSlot::new(responder), runtime)
+                });
+            }));
+        })
+        .await
+    }
+}

@@ -1,0 +1,130 @@
+//! The ASGI scope of a request: HTTP and websocket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::{intern, IntoPyObjectExt};
+
+use crate::app::ListenerInfo;
+use crate::http::util::{decode_path, version_labels};
+use crate::tls::{pem, TlsInfo};
+
+/// Per-worker ASGI values, built once.
+pub struct AsgiShared {
+    /// The lifespan `state`, shallow-copied into every request scope.
+    pub state: Option<Py<PyDict>>,
+    pub root_path: String,
+    /// The `server` tuple.
+    pub server: Py<PyTuple>,
+}
+
+impl AsgiShared {
+    pub fn new(
+        py: Python<'_>,
+        listener: &ListenerInfo,
+        state: Option<Py<PyDict>>,
+        root_path: String,
+    ) -> PyResult<Self> {
+        let server = PyTuple::new(
+            py,
+            [listener.ip.as_str().into_py_any(py)?, listener.port.into_py_any(py)?],
+        )?;
+        Ok(Self {
+            state,
+            root_path,
+            server: server.unbind(),
+        })
+    }
+}
+
+/// The scope of an HTTP request.
+pub fn http_scope<'py>(
+    py: Python<'py>,
+    shared: &AsgiShared,
+    listener: &ListenerInfo,
+    parts: &http::request::Parts,
+    peer: SocketAddr,
+) -> PyResult<Bound<'py, PyDict>> {
+    let scope = PyDict::new(py);
+    let asgi = PyDict::new(py);
+    asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
+    asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.3"))?;
+    let headers = PyList::empty(py);
+    for (name, value) in parts.headers.iter() {
+        headers.append((
+            PyBytes::new(py, name.as_str().as_bytes()),
+            PyBytes::new(py, value.as_bytes()),
+        ))?;
+    }
+    let extensions = PyDict::new(py);
+    extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+    if let Some(tls) = parts.extensions.get::<Arc<TlsInfo>>() {
+        extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+    }
+    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    scope.set_item(intern!(py, "asgi"), asgi)?;
+    scope.set_item(intern!(py, "http_version"), version_labels(parts.version).asgi)?;
+    scope.set_item(intern!(py, "server"), shared.server.bind(py))?;
+    scope.set_item(intern!(py, "client"), (peer.ip().to_string(), peer.port()))?;
+    scope.set_item(intern!(py, "scheme"), listener.scheme)?;
+    scope.set_item(intern!(py, "method"), parts.method.as_str())?;
+    scope.set_item(intern!(py, "root_path"), shared.root_path.as_str())?;
+    scope.set_item(intern!(py, "path"), decode_path(parts.uri.path()).as_ref())?;
+    scope.set_item(intern!(py, "raw_path"), PyBytes::new(py, parts.uri.path().as_bytes()))?;
+    scope.set_item(
+        intern!(py, "query_string"),
+        PyBytes::new(py, parts.uri.query().unwrap_or("").as_bytes()),
+    )?;
+    scope.set_item(intern!(py, "headers"), headers)?;
+    scope.set_item(intern!(py, "extensions"), extensions)?;
+    if let Some(state) = &shared.state {
+        scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
+    }
+    Ok(scope)
+}
+
+/// The scope of a websocket: the HTTP one with its type, scheme, subprotocols and extensions.
+pub fn websocket_scope<'py>(
+    py: Python<'py>,
+    shared: &AsgiShared,
+    listener: &ListenerInfo,
+    parts: &http::request::Parts,
+    peer: SocketAddr,
+) -> PyResult<Bound<'py, PyDict>> {
+    let scope = http_scope(py, shared, listener, parts, peer)?;
+    scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+    let scheme = if listener.scheme == "https" { "wss" } else { "ws" };
+    scope.set_item(intern!(py, "scheme"), scheme)?;
+    let subprotocols = PyList::empty(py);
+    for value in parts.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if !token.is_empty() {
+                subprotocols.append(token)?;
+            }
+        }
+    }
+    scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
+    let extensions = PyDict::new(py);
+    extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+    scope.set_item(intern!(py, "extensions"), extensions)?;
+    Ok(scope)
+}
+
+/// The ASGI `tls` extension for a connection.
+fn tls_extension<'py>(py: Python<'py>, tls: &TlsInfo) -> PyResult<Bound<'py, PyDict>> {
+    let ext = PyDict::new(py);
+    ext.set_item("server_cert", &*tls.server_cert)?;
+    let chain = PyList::empty(py);
+    for cert in &tls.client_chain {
+        chain.append(pem(cert.as_ref()))?;
+    }
+    ext.set_item("client_cert_chain", chain)?;
+    ext.set_item("client_cert_name", tls.client_name())?;
+    ext.set_item("client_cert_error", py.None())?;
+    ext.set_item("tls_version", tls.version)?;
+    ext.set_item("cipher_suite", tls.cipher_suite)?;
+    Ok(ext)
+}

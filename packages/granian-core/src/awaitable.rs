@@ -1,0 +1,137 @@
+//! Awaitables handed to apps without a trip through the event loop, and resuming a
+//! coroutine natively.
+
+use pyo3::exceptions::{PyStopIteration, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+/// An awaitable whose value is already known: awaiting it never touches the event loop.
+/// It holds no state that awaiting changes, so one shared instance serves every operation
+/// that completed with None (no object allocated per send).
+#[pyclass(frozen, module = "granian._granian")]
+pub struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+/// An awaitable that is already done with `value`.
+pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
+    if value.is_none(py) {
+        return Ok(ready_none(py));
+    }
+    Ok(Py::new(py, Ready { value: Some(value) })?.into_any())
+}
+
+static READY_NONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
+
+/// The shared awaitable that is already done with None.
+pub fn ready_none(py: Python<'_>) -> Py<PyAny> {
+    READY_NONE
+        .get_or_init(py, || {
+            Py::new(py, Ready { value: None }).expect("allocating the shared Ready awaitable")
+        })
+        .clone_ref(py)
+        .into_any()
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &self.value {
+            Some(value) => Err(PyStopIteration::new_err((value.clone_ref(py),))),
+            // Ending without an exception set is how an iterator returns None: no StopIteration built.
+            None => Ok(None),
+        }
+    }
+}
+
+/// An awaitable that raises as soon as it is awaited.
+#[pyclass(module = "granian._granian")]
+pub struct Failed {
+    error: Option<PyErr>,
+}
+
+impl Failed {
+    pub fn new(error: PyErr) -> Self {
+        Self { error: Some(error) }
+    }
+}
+
+#[pymethods]
+impl Failed {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self) -> PyResult<()> {
+        Err(self.error.take().unwrap_or_else(|| PyStopIteration::new_err(())))
+    }
+}
+
+/// The iterator that drives an awaitable: the coroutine itself, or what `__await__` returns.
+pub fn awaitable_iter<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `obj` is a live object for the duration of the call; the check only reads its type.
+    if unsafe { pyo3::ffi::PyCoro_CheckExact(obj.as_ptr()) } != 0 {
+        return Ok(obj.clone());
+    }
+    match obj.getattr(pyo3::intern!(obj.py(), "__await__")) {
+        Ok(method) => method.call0(),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "the application returned {}, not an awaitable",
+            obj.get_type().name()?
+        ))),
+    }
+}
+
+/// What resuming a coroutine gave.
+pub enum Resumed {
+    /// It suspended, handing over this value (a future to wait on, or None).
+    Yielded(Py<PyAny>),
+    /// It finished.
+    Returned,
+    Raised(PyErr),
+}
+
+impl Resumed {
+    /// The outcome of a Python-level `send` or `throw` call.
+    pub fn from_call(outcome: PyResult<Bound<'_, PyAny>>) -> Self {
+        match outcome {
+            Ok(value) => Resumed::Yielded(value.unbind()),
+            Err(err) => Resumed::Raised(err),
+        }
+    }
+}
+
+/// Resumes `coro` with `value`, as `coro.send(value)` does, through `PyIter_Send`: no bound
+/// method looked up and no StopIteration built when it finishes.
+pub fn resume(py: Python<'_>, coro: &Py<PyAny>, value: &Bound<'_, PyAny>) -> Resumed {
+    let mut result: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: both pointers are live references held for the call (the GIL is held through
+    // `py`); PyIter_Send stores a new reference, or NULL with an exception set, in `result`.
+    let status = unsafe { pyo3::ffi::PyIter_Send(coro.as_ptr(), value.as_ptr(), &mut result) };
+    match status {
+        // SAFETY: on PYGEN_NEXT `result` is a new, non-NULL reference that we now own.
+        pyo3::ffi::PySendResult::PYGEN_NEXT => Resumed::Yielded(unsafe { Bound::from_owned_ptr(py, result) }.unbind()),
+        pyo3::ffi::PySendResult::PYGEN_RETURN => {
+            // SAFETY: on PYGEN_RETURN `result` is the return value, a new reference we own
+            // and do not need (the apps' return values are ignored).
+            unsafe { pyo3::ffi::Py_XDECREF(result) };
+            Resumed::Returned
+        }
+        _ => match PyErr::take(py) {
+            Some(err) => Resumed::Raised(err),
+            None => Resumed::Returned,
+        },
+    }
+}
