@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .._granian import LoopBridge, SocketHolder, Worker
-from .._interfaces import load_interface
+from .._interfaces import load_interface, shutdown_on_running_loop, startup_on_running_loop
 from ..constants import HTTPModes, Interfaces, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError
 from ..http import HTTP1Settings, HTTP2Settings
 from ..log import LogLevels, configure_logging, logger
+from ._worker import attach_bridge
 from .common import AbstractServer
 
 _NO_SPAWN_TARGET = (
@@ -117,10 +118,11 @@ class Server(AbstractServer):
             raise ConfigurationError(
                 f'interface: unknown interface {interface!r}: the embedded server serves asgi, asginl or rsgi'
             ) from None
-        if kind == Interfaces.WSGI:
+        if not load_interface(kind).IS_ASYNC:
             raise ConfigurationError(
                 'interface: the embedded server runs on an asyncio event loop and only serves async '
-                "interfaces ('asgi', 'asginl', 'rsgi'): WSGI is not supported, use granian.Granian instead"
+                f"interfaces ('asgi', 'asginl', 'rsgi'): {kind.value.upper()} is not supported, "
+                'use granian.Granian instead'
             )
         if factory and not callable(target):
             raise ConfigurationError('factory: the target must be callable when factory is set')
@@ -183,7 +185,8 @@ class Server(AbstractServer):
         """The application object given as `target` (the factory, with `factory=True`)."""
         return self.target
 
-    def _make_app(self) -> Any:
+    def _load_app(self) -> Any:
+        """The app a worker serves: `target` (what it returns, with `factory=True`), or `target_loader`'s."""
         if self._app_loader is not None:
             return self._app_loader()
         return self.target() if self.factory else self.target
@@ -323,14 +326,12 @@ class Server(AbstractServer):
         logger.info('Shutdown complete')
 
     async def _start_generation(self, interface: Any, loop: asyncio.AbstractEventLoop) -> _Generation:
-        """Prepares the app, runs its startup (lifespan / `__rsgi_init__`), starts a native worker."""
+        """Prepares the app, runs its startup hook (lifespan, `__rsgi_init__`), starts a native worker."""
         assert self._socket is not None
-        app = interface.prepare(self._make_app(), self)
-        await _startup(self.interface, app, loop)
+        app = interface.prepare(self._load_app(), self)
+        await startup_on_running_loop(interface, app, loop)
         try:
-            bridge = LoopBridge()
-            bridge.bind_loop(loop)
-            loop.add_reader(bridge.fileno(), bridge.drain)
+            bridge = attach_bridge(loop)
             done: asyncio.Future[None] = loop.create_future()
 
             def on_stopped(*_: Any) -> None:
@@ -345,7 +346,7 @@ class Server(AbstractServer):
                 loop.remove_reader(bridge.fileno())
                 raise
         except BaseException:
-            await _shutdown(self.interface, app, loop)
+            await shutdown_on_running_loop(interface, app, loop)
             raise
         return generation
 
@@ -353,7 +354,7 @@ class Server(AbstractServer):
         """After a generation's `on_stopped`: its runtime threads exit, then the app's shutdown runs."""
         await asyncio.to_thread(generation.native.join)
         self._loop_or_running().remove_reader(generation.bridge.fileno())
-        await _shutdown(self.interface, generation.app, self._loop_or_running())
+        await shutdown_on_running_loop(interface, generation.app, self._loop_or_running())
 
     def _loop_or_running(self) -> asyncio.AbstractEventLoop:
         return self._loop or asyncio.get_running_loop()
@@ -400,28 +401,6 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
-
-
-async def _startup(interface: Interfaces, app: Any, loop: asyncio.AbstractEventLoop) -> None:
-    if interface == Interfaces.RSGI:
-        hook = getattr(app.target, '__rsgi_init__', None)
-        if hook is not None:
-            hook(loop)
-        return
-    lifespan = getattr(app, 'lifespan', None)
-    if lifespan is not None:
-        await lifespan.startup()
-
-
-async def _shutdown(interface: Interfaces, app: Any, loop: asyncio.AbstractEventLoop) -> None:
-    if interface == Interfaces.RSGI:
-        hook = getattr(app.target, '__rsgi_del__', None)
-        if hook is not None:
-            hook(loop)
-        return
-    lifespan = getattr(app, 'lifespan', None)
-    if lifespan is not None:
-        await lifespan.shutdown()
 
 
 __all__ = ['Server']

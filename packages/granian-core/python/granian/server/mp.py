@@ -24,7 +24,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from .._granian import SocketHolder
 from ..log import configure_logging, logger
-from .common import AbstractServer, WorkerHandle, _run_worker, _RunningWorker, _set_process_name
+from ._supervisor import WorkerHandle
+from ._worker import RunningWorker, run_worker
+from .common import AbstractServer, _set_process_name
 
 __all__ = ['MPServer']
 
@@ -233,16 +235,16 @@ def _worker_main(payload: bytes, main: Optional[Tuple[str, str]] = None) -> None
         # The pipe stays open: the main process reads its EOF when this process exits.
         os.write(ready_fd, _READY)
 
-    worker = _RunningWorker(server, holder, signals=(signal.SIGTERM,), on_ready=on_ready)
+    worker = RunningWorker(server, holder, signals=(signal.SIGTERM,), on_ready=on_ready)
     watcher = threading.Thread(target=_watch_main_process, args=(fds['alive'], worker), name='granian-main-watch')
     watcher.daemon = True
     watcher.start()
-    code = _run_worker(worker)
+    code = run_worker(worker)
     holder.close()
     sys.exit(code)
 
 
-def _watch_main_process(alive_fd: int, worker: _RunningWorker) -> None:
+def _watch_main_process(alive_fd: int, worker: RunningWorker) -> None:
     with contextlib.suppress(OSError):
         while os.read(alive_fd, 1):  # nothing is ever written: this returns when the main process is gone
             pass

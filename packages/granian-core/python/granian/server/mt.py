@@ -18,7 +18,9 @@ from typing import Callable, Optional
 from .._granian import SocketHolder
 from ..errors import FatalError
 from ..log import logger
-from .common import AbstractServer, WorkerHandle, _run_worker, _RunningWorker
+from ._supervisor import WorkerHandle
+from ._worker import RunningWorker, run_worker
+from .common import AbstractServer
 
 __all__ = ['MTServer', 'gil_enabled']
 
@@ -68,7 +70,7 @@ class _ThreadWorker(WorkerHandle):
         self.exit_code: Optional[int] = None
         self.abandoned = False
         self._ready = threading.Event()
-        self._worker: Optional[_RunningWorker] = None
+        self._worker: Optional[RunningWorker] = None
         self._thread: Optional[threading.Thread] = None
 
     def describe(self) -> str:
@@ -76,7 +78,7 @@ class _ThreadWorker(WorkerHandle):
 
     def start(self) -> None:
         # Each thread takes its own copy of the listener (SocketHolder hands out clones).
-        self._worker = _RunningWorker(self.server, self.socket_holder, signals=(), on_ready=self._on_ready)
+        self._worker = RunningWorker(self.server, self.socket_holder, signals=(), on_ready=self._on_ready)
         # Daemon: a worker that ignored the kill timeout must not keep the process alive.
         self._thread = threading.Thread(target=self._main, name=f'granian-{self.name}', daemon=True)
         self.pid = os.getpid()
@@ -85,7 +87,7 @@ class _ThreadWorker(WorkerHandle):
     def _main(self) -> None:
         assert self._worker is not None
         try:
-            self.exit_code = _run_worker(self._worker)
+            self.exit_code = run_worker(self._worker)
         finally:
             if self.exit_code is None:
                 self.exit_code = 1
