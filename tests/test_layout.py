@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / 'tools'))
 
-import check_layout  # noqa: E402
+import check_layout
 
 
 def test_no_import_circle_no_python_in_http_no_overlong_file():

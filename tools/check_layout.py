@@ -77,7 +77,7 @@ def rust_edges() -> dict[tuple[str, ...], set[tuple[str, ...]]]:
         is_dir_module = path.name in ('mod.rs', 'lib.rs')
         # `super` is the parent module of this file's module.
         parent = module[:-1]
-        children = set(re.findall(r'^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;', code, re.M))
+        children = set(re.findall(r'^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;', code, re.MULTILINE))
         for match in re.finditer(r'\b(crate|super)((?:::\w+)+)', code):
             names = match.group(2).split('::')[1:]
             base = () if match.group(1) == 'crate' else parent

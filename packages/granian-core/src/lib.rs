@@ -14,6 +14,7 @@ mod net;
 mod rsgi;
 mod runner;
 mod runtime;
+mod settings;
 mod task;
 mod tls;
 mod worker;

@@ -8,81 +8,26 @@ use std::time::Duration;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::access_writer::AccessWriter;
 use crate::app::{AppContext, ListenerInfo};
 use crate::asgi::scope::AsgiShared;
 use crate::asgi::AsgiHandler;
-use std::path::PathBuf;
-
-use tokio_rustls::TlsAcceptor;
-
-use crate::access_writer::AccessWriter;
 use crate::blocking::BlockingPool;
 use crate::bridge::LoopBridge;
-use crate::files::{Mount, StaticFiles};
+use crate::files::StaticFiles;
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
 use crate::log::AccessFormat;
 use crate::net::{Listener, SocketHolder};
 use crate::rsgi::RsgiHandler;
 use crate::runner::LoopHandles;
-use crate::runtime::{start, RuntimeConfig, RuntimeMode};
-use crate::tls::{server_cert_pem, server_config, TlsSettings};
+use crate::runtime::{start, RuntimeConfig};
+use crate::settings::{StaticOptions, TlsOptions, WorkerSettings};
+use crate::tls::{server_cert_pem, server_config};
 use crate::wsgi::scope::WsgiShared;
 use crate::wsgi::WsgiHandler;
-
-type Http1Tuple = (u64, bool, usize, bool);
-type Http2Tuple = (bool, u32, u32, Option<u64>, u64, u32, u32, u32, usize);
-/// cert, key, key password, TLS 1.3 minimum, client CA, CRLs, client verification.
-type TlsTuple = (
-    PathBuf,
-    PathBuf,
-    Option<String>,
-    bool,
-    Option<PathBuf>,
-    Vec<PathBuf>,
-    bool,
-);
-
-fn tls_settings(tls: TlsTuple, mode: HttpMode) -> TlsSettings {
-    let alpn: Vec<Vec<u8>> = match mode {
-        HttpMode::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-        HttpMode::Http1 => vec![b"http/1.1".to_vec()],
-        HttpMode::Http2 => vec![b"h2".to_vec()],
-    };
-    TlsSettings {
-        cert: tls.0,
-        key: tls.1,
-        key_password: tls.2,
-        min_tls13: tls.3,
-        ca: tls.4,
-        crls: tls.5,
-        client_verify: tls.6,
-        alpn,
-    }
-}
-
-/// (route, mount) pairs, expiry in seconds, the file served for a directory.
-type StaticsTuple = (Vec<(String, PathBuf)>, u64, Option<String>);
-
-fn static_files(statics: StaticsTuple) -> PyResult<StaticFiles> {
-    let mut mounts = Vec::new();
-    for (route, dir) in statics.0 {
-        let root = dir.canonicalize().ok().filter(|p| p.is_dir()).ok_or_else(|| {
-            PyValueError::new_err(format!("--static-path-mount: {} is not a directory", dir.display()))
-        })?;
-        let route = format!("/{}", route.trim_matches('/'));
-        mounts.push(Mount { route, root });
-    }
-    // The longest route wins when routes nest.
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.route.len()));
-    Ok(StaticFiles {
-        mounts,
-        expires: statics.1,
-        dir_to_file: statics.2.filter(|s| !s.is_empty()),
-        cache: Default::default(),
-    })
-}
 
 /// Checks an access log format, for a clear error before serving.
 #[pyfunction]
@@ -92,8 +37,8 @@ pub fn check_access_log_format(format: &str) -> PyResult<()> {
 
 /// Builds the TLS configuration once to report a bad file or password before serving.
 #[pyfunction]
-pub fn check_tls(tls: TlsTuple) -> PyResult<()> {
-    server_config(&tls_settings(tls, HttpMode::Auto))
+pub fn check_tls(tls: TlsOptions) -> PyResult<()> {
+    server_config(&tls.settings(HttpMode::Auto))
         .map(|_| ())
         .map_err(PyValueError::new_err)
 }
@@ -216,89 +161,34 @@ impl Worker {
 #[pymethods]
 impl Worker {
     #[new]
-    #[pyo3(signature = (
-        runtime_mode, runtime_threads, runtime_blocking_threads, backpressure, http_mode, http1, http2,
-        tls = None, statics = None, access_log_format = None, websockets = true, task_impl = "asyncio"
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        runtime_mode: &str,
-        runtime_threads: usize,
-        runtime_blocking_threads: usize,
-        backpressure: usize,
-        http_mode: &str,
-        http1: Http1Tuple,
-        http2: Http2Tuple,
-        tls: Option<TlsTuple>,
-        statics: Option<StaticsTuple>,
-        access_log_format: Option<String>,
-        websockets: bool,
-        task_impl: &str,
-    ) -> PyResult<Self> {
-        let rust_tasks = match task_impl {
-            "asyncio" => false,
-            "rust" => true,
-            other => return Err(PyValueError::new_err(format!("unknown task implementation {other:?}"))),
-        };
-        let mode = match runtime_mode {
-            "st" => RuntimeMode::St,
-            "mt" => RuntimeMode::Mt,
-            other => return Err(PyValueError::new_err(format!("unknown runtime mode {other:?}"))),
-        };
-        let http_mode = match http_mode {
-            "auto" => HttpMode::Auto,
-            "1" => HttpMode::Http1,
-            "2" => HttpMode::Http2,
-            other => return Err(PyValueError::new_err(format!("unknown HTTP mode {other:?}"))),
-        };
-        let tls = match tls {
+    fn new(py: Python<'_>, settings: WorkerSettings) -> PyResult<Self> {
+        let http_mode = settings.http_mode()?;
+        let tls = match &settings.tls {
             Some(tls) => {
-                let settings = tls_settings(tls, http_mode);
-                let acceptor = TlsAcceptor::from(server_config(&settings).map_err(PyValueError::new_err)?);
-                let cert: Arc<str> = server_cert_pem(&settings).map_err(PyValueError::new_err)?.into();
+                let tls = tls.settings(http_mode);
+                let acceptor = TlsAcceptor::from(server_config(&tls).map_err(PyValueError::new_err)?);
+                let cert: Arc<str> = server_cert_pem(&tls).map_err(PyValueError::new_err)?.into();
                 Some((acceptor, cert))
             }
             None => None,
         };
-        let statics = statics.map(static_files).transpose()?;
-        let access_format = match access_log_format {
+        let access_format = match &settings.access_log_format {
             Some(format) => {
-                let format = AccessFormat::parse(&format).map_err(PyValueError::new_err)?;
+                let format = AccessFormat::parse(format).map_err(PyValueError::new_err)?;
                 Some(format.with_utc_offset(local_utc_offset(py)?))
             }
             None => None,
         };
         Ok(Self {
-            tls,
-            websockets,
-            rust_tasks,
-            statics,
-            access_format,
-            runtime: RuntimeConfig {
-                mode,
-                threads: runtime_threads.max(1),
-                blocking_threads: runtime_blocking_threads.max(1),
-                backpressure: backpressure.max(1),
-            },
+            runtime: settings.runtime()?,
             http_mode,
-            http1: Http1Settings {
-                header_read_timeout: Duration::from_millis(http1.0),
-                keep_alive: http1.1,
-                max_buffer_size: http1.2,
-                pipeline_flush: http1.3,
-            },
-            http2: Http2Settings {
-                adaptive_window: http2.0,
-                initial_connection_window_size: http2.1,
-                initial_stream_window_size: http2.2,
-                keep_alive_interval: http2.3.map(Duration::from_millis),
-                keep_alive_timeout: Duration::from_secs(http2.4),
-                max_concurrent_streams: http2.5,
-                max_frame_size: http2.6,
-                max_headers_size: http2.7,
-                max_send_buffer_size: http2.8,
-            },
+            http1: Http1Settings::from(&settings.http1),
+            http2: Http2Settings::from(&settings.http2),
+            tls,
+            websockets: settings.websockets,
+            rust_tasks: settings.rust_tasks()?,
+            statics: settings.statics.as_ref().map(StaticOptions::static_files).transpose()?,
+            access_format,
             shutdown: CancellationToken::new(),
             threads: Mutex::new(Vec::new()),
             pool: Mutex::new(None),

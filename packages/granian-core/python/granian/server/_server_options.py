@@ -20,6 +20,7 @@ from .._granian import Worker, check_access_log_format, check_tls
 from .._interfaces import load_interface
 from .._internal import load_target
 from .._loops import loops
+from .._native import StaticFilesSettings, TLSSettings, WorkerSettings
 from ..constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError
 from ..http import HTTP1Settings, HTTP2Settings
@@ -331,26 +332,28 @@ class ServerOptions:
         return str(self.runtime_mode)
 
     @property
-    def _tls(self) -> Optional[tuple]:
+    def _tls(self) -> Optional[TLSSettings]:
         if not (self.ssl_cert and self.ssl_key):
             return None
-        return (
-            Path(self.ssl_cert),
-            Path(self.ssl_key),
-            self.ssl_key_password,
-            self.ssl_protocol_min == SSLProtocols.tls13,
-            Path(self.ssl_ca) if self.ssl_ca else None,
-            list(self.ssl_crl or []),
-            bool(self.ssl_client_verify),
+        return TLSSettings(
+            cert=Path(self.ssl_cert),
+            key=Path(self.ssl_key),
+            key_password=self.ssl_key_password,
+            min_tls13=self.ssl_protocol_min == SSLProtocols.tls13,
+            ca=Path(self.ssl_ca) if self.ssl_ca else None,
+            crls=list(self.ssl_crl or []),
+            client_verify=bool(self.ssl_client_verify),
         )
 
     @property
-    def _statics(self) -> Optional[tuple]:
+    def _statics(self) -> Optional[StaticFilesSettings]:
         if not self.static_path_mount:
             return None
         routes = self.static_path_route or ['/static'] * len(self.static_path_mount)
         pairs = [(route, Path(mount)) for route, mount in zip(routes, self.static_path_mount, strict=True)]
-        return (pairs, int(self.static_path_expires), self.static_path_dir_to_file)
+        return StaticFilesSettings(
+            mounts=pairs, expires=int(self.static_path_expires), dir_to_file=self.static_path_dir_to_file
+        )
 
     @property
     def scheme(self) -> str:
@@ -358,30 +361,21 @@ class ServerOptions:
 
     def _native_worker(self) -> Worker:
         """The native worker (Rust runtimes, HTTP stack) these options describe, not serving yet."""
-        h1, h2 = self.http1_settings, self.http2_settings
         return Worker(
-            self._runtime_mode,
-            self.runtime_threads,
-            self.runtime_blocking_threads or 512,
-            self.backpressure or max(self.backlog // self.workers, 1),
-            str(self.http),
-            (h1.header_read_timeout, h1.keep_alive, h1.max_buffer_size, h1.pipeline_flush),
-            (
-                h2.adaptive_window,
-                h2.initial_connection_window_size,
-                h2.initial_stream_window_size,
-                h2.keep_alive_interval,
-                h2.keep_alive_timeout,
-                h2.max_concurrent_streams,
-                h2.max_frame_size,
-                h2.max_headers_size,
-                h2.max_send_buffer_size,
-            ),
-            self._tls,
-            self._statics,
-            (self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
-            self.websockets,
-            str(self.task_impl),
+            WorkerSettings(
+                runtime_mode=self._runtime_mode,
+                runtime_threads=self.runtime_threads,
+                runtime_blocking_threads=self.runtime_blocking_threads or 512,
+                backpressure=self.backpressure or max(self.backlog // self.workers, 1),
+                http_mode=str(self.http),
+                http1=self.http1_settings,
+                http2=self.http2_settings,
+                tls=self._tls,
+                statics=self._statics,
+                access_log_format=(self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
+                websockets=self.websockets,
+                task_impl=str(self.task_impl),
+            )
         )
 
 

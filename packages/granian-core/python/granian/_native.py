@@ -1,0 +1,52 @@
+"""What crosses to the native worker (`granian._granian.Worker`): one typed settings object.
+
+The Rust side reads these by attribute name into structs of the same fields, so a field
+renamed or retyped on either side fails at start-up with the field's name, instead of two
+positional values of the same type being silently swapped.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from .http import HTTP1Settings, HTTP2Settings
+
+
+@dataclass(frozen=True)
+class TLSSettings:
+    cert: Path
+    key: Path
+    key_password: Optional[str]
+    min_tls13: bool
+    ca: Optional[Path]
+    crls: List[Path]
+    client_verify: bool
+
+
+@dataclass(frozen=True)
+class StaticFilesSettings:
+    #: (URL route, directory) pairs.
+    mounts: List[Tuple[str, Path]]
+    #: Seconds; 0 sends no caching headers.
+    expires: int
+    dir_to_file: Optional[str]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    #: 'st' or 'mt'.
+    runtime_mode: str
+    runtime_threads: int
+    runtime_blocking_threads: int
+    backpressure: int
+    #: 'auto', '1' or '2'.
+    http_mode: str
+    http1: HTTP1Settings
+    http2: HTTP2Settings
+    tls: Optional[TLSSettings]
+    statics: Optional[StaticFilesSettings]
+    #: None when the access log is off.
+    access_log_format: Optional[str]
+    websockets: bool
+    #: 'asyncio' or 'rust'.
+    task_impl: str

@@ -1,0 +1,180 @@
+//! The worker's settings as they cross from Python: typed structs read by attribute from
+//! the Python settings objects (`granian._native.WorkerSettings` and the `HTTP1Settings`,
+//! `HTTP2Settings`, `TLSSettings` and `StaticFilesSettings` it holds), so a field renamed or
+//! swapped on one side is an error at start-up, not a silent mix-up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::files::{Mount, StaticFiles};
+use crate::http::server::{Http1Settings, Http2Settings, HttpMode};
+use crate::runtime::{RuntimeConfig, RuntimeMode};
+use crate::tls::TlsSettings;
+
+#[derive(FromPyObject)]
+pub struct WorkerSettings {
+    pub runtime_mode: String,
+    pub runtime_threads: usize,
+    pub runtime_blocking_threads: usize,
+    pub backpressure: usize,
+    pub http_mode: String,
+    pub http1: Http1Options,
+    pub http2: Http2Options,
+    pub tls: Option<TlsOptions>,
+    pub statics: Option<StaticOptions>,
+    pub access_log_format: Option<String>,
+    pub websockets: bool,
+    pub task_impl: String,
+}
+
+/// `granian.http.HTTP1Settings`.
+#[derive(FromPyObject)]
+pub struct Http1Options {
+    /// Milliseconds.
+    pub header_read_timeout: u64,
+    pub keep_alive: bool,
+    pub max_buffer_size: usize,
+    pub pipeline_flush: bool,
+}
+
+/// `granian.http.HTTP2Settings`.
+#[derive(FromPyObject)]
+pub struct Http2Options {
+    pub adaptive_window: bool,
+    pub initial_connection_window_size: u32,
+    pub initial_stream_window_size: u32,
+    /// Milliseconds; None turns pings off.
+    pub keep_alive_interval: Option<u64>,
+    /// Seconds.
+    pub keep_alive_timeout: u64,
+    pub max_concurrent_streams: u32,
+    pub max_frame_size: u32,
+    pub max_headers_size: u32,
+    pub max_send_buffer_size: usize,
+}
+
+#[derive(FromPyObject)]
+pub struct TlsOptions {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub key_password: Option<String>,
+    pub min_tls13: bool,
+    pub ca: Option<PathBuf>,
+    pub crls: Vec<PathBuf>,
+    pub client_verify: bool,
+}
+
+#[derive(FromPyObject)]
+pub struct StaticOptions {
+    /// (URL route, directory) pairs.
+    pub mounts: Vec<(String, PathBuf)>,
+    /// Seconds; 0 sends no caching headers.
+    pub expires: u64,
+    pub dir_to_file: Option<String>,
+}
+
+impl WorkerSettings {
+    pub fn runtime(&self) -> PyResult<RuntimeConfig> {
+        let mode = match self.runtime_mode.as_str() {
+            "st" => RuntimeMode::St,
+            "mt" => RuntimeMode::Mt,
+            other => return Err(PyValueError::new_err(format!("unknown runtime mode {other:?}"))),
+        };
+        Ok(RuntimeConfig {
+            mode,
+            threads: self.runtime_threads.max(1),
+            blocking_threads: self.runtime_blocking_threads.max(1),
+            backpressure: self.backpressure.max(1),
+        })
+    }
+
+    pub fn http_mode(&self) -> PyResult<HttpMode> {
+        match self.http_mode.as_str() {
+            "auto" => Ok(HttpMode::Auto),
+            "1" => Ok(HttpMode::Http1),
+            "2" => Ok(HttpMode::Http2),
+            other => Err(PyValueError::new_err(format!("unknown HTTP mode {other:?}"))),
+        }
+    }
+
+    /// Whether app coroutines run as native tasks (`--task-impl rust`).
+    pub fn rust_tasks(&self) -> PyResult<bool> {
+        match self.task_impl.as_str() {
+            "asyncio" => Ok(false),
+            "rust" => Ok(true),
+            other => Err(PyValueError::new_err(format!("unknown task implementation {other:?}"))),
+        }
+    }
+}
+
+impl From<&Http1Options> for Http1Settings {
+    fn from(options: &Http1Options) -> Self {
+        Self {
+            header_read_timeout: Duration::from_millis(options.header_read_timeout),
+            keep_alive: options.keep_alive,
+            max_buffer_size: options.max_buffer_size,
+            pipeline_flush: options.pipeline_flush,
+        }
+    }
+}
+
+impl From<&Http2Options> for Http2Settings {
+    fn from(options: &Http2Options) -> Self {
+        Self {
+            adaptive_window: options.adaptive_window,
+            initial_connection_window_size: options.initial_connection_window_size,
+            initial_stream_window_size: options.initial_stream_window_size,
+            keep_alive_interval: options.keep_alive_interval.map(Duration::from_millis),
+            keep_alive_timeout: Duration::from_secs(options.keep_alive_timeout),
+            max_concurrent_streams: options.max_concurrent_streams,
+            max_frame_size: options.max_frame_size,
+            max_headers_size: options.max_headers_size,
+            max_send_buffer_size: options.max_send_buffer_size,
+        }
+    }
+}
+
+impl TlsOptions {
+    /// The TLS settings for a server speaking `mode` (the ALPN protocols it offers).
+    pub fn settings(&self, mode: HttpMode) -> TlsSettings {
+        let alpn: Vec<Vec<u8>> = match mode {
+            HttpMode::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            HttpMode::Http1 => vec![b"http/1.1".to_vec()],
+            HttpMode::Http2 => vec![b"h2".to_vec()],
+        };
+        TlsSettings {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            key_password: self.key_password.clone(),
+            min_tls13: self.min_tls13,
+            ca: self.ca.clone(),
+            crls: self.crls.clone(),
+            client_verify: self.client_verify,
+            alpn,
+        }
+    }
+}
+
+impl StaticOptions {
+    pub fn static_files(&self) -> PyResult<StaticFiles> {
+        let mut mounts = Vec::new();
+        for (route, dir) in &self.mounts {
+            let root = dir.canonicalize().ok().filter(|p| p.is_dir()).ok_or_else(|| {
+                PyValueError::new_err(format!("--static-path-mount: {} is not a directory", dir.display()))
+            })?;
+            let route = format!("/{}", route.trim_matches('/'));
+            mounts.push(Mount { route, root });
+        }
+        // The longest route wins when routes nest.
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.route.len()));
+        Ok(StaticFiles {
+            mounts,
+            expires: self.expires,
+            dir_to_file: self.dir_to_file.clone().filter(|s| !s.is_empty()),
+            cache: Default::default(),
+        })
+    }
+}
