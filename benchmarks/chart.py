@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 
 COLORS = {
     'ours': '#d62728',
+    'ours-baseline': '#ff9896',  # `--baseline`: ours built from another revision
     'granian': '#1f77b4',
     'uvicorn': '#2ca02c',
     'hypercorn': '#9467bd',

@@ -1,7 +1,6 @@
-"""Helpers shared by the RSGI test modules: polling, raw HTTP/1 sockets, raw HTTP/2 connections."""
+"""Helpers shared by the RSGI test modules: raw HTTP/1 sockets, raw HTTP/2 connections, httpx clients."""
 
 import socket
-import time
 from dataclasses import dataclass, field
 
 import h2.config
@@ -19,20 +18,9 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-HOST = '127.0.0.1'
+from .server_support import HOST, wait_for  # noqa: F401 - `wait_for` is imported from here by the test modules
+
 TIMEOUT = 10
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.05, what: str = 'condition'):
-    """Polls `condition()` until it returns something truthy; returns that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out waiting for {what}')
-        time.sleep(interval)
 
 
 @dataclass

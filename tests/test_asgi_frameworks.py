@@ -6,8 +6,9 @@ import signal
 
 import pytest
 
-from .asgi_support import http_client, spawn
+from .asgi_support import http_client
 from .rsgi_support import wait_for
+from .server_support import ServerPool
 
 STARLETTE = 'tests.apps.starlette_app:app'
 DJANGO = 'tests.apps.django_app.asgi:application'
@@ -15,16 +16,14 @@ DJANGO = 'tests.apps.django_app.asgi:application'
 
 @pytest.fixture(scope='module')
 def starlette_server(tmp_path_factory):
-    srv = spawn(STARLETTE, tmp_path_factory.mktemp('starlette') / 'server.log')
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('starlette')) as pool:
+        yield pool.start(STARLETTE, interface='asgi')
 
 
 @pytest.fixture(scope='module')
 def django_server(tmp_path_factory):
-    srv = spawn(DJANGO, tmp_path_factory.mktemp('django') / 'server.log')
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('django')) as pool:
+        yield pool.start(DJANGO, interface='asgi')
 
 
 @pytest.fixture(params=['h1', 'h2'])
@@ -117,7 +116,14 @@ def test_starlette_error_gives_500_and_traceback(starlette, starlette_server):
     assert 'Traceback' in log
 
 
+def answered_once(server) -> None:
+    """A worker answered: it ran the app's lifespan startup first, so any lifespan warning is logged by now."""
+    with http_client(server.url, 'h1') as c:
+        assert c.get('/json').status_code == 200
+
+
 def test_starlette_served_without_lifespan_warnings(starlette_server):
+    answered_once(starlette_server)
     assert 'lifespan' not in starlette_server.log.lower()
 
 
@@ -185,6 +191,7 @@ def test_django_error_is_its_own_500(django):
 
 
 def test_django_served_with_one_lifespan_warning(django_server):
+    answered_once(django_server)
     log_lines = django_server.log.splitlines()
     lines = [i for i, line in enumerate(log_lines) if 'lifespan' in line.lower()]
     assert len(lines) == 1, django_server.log

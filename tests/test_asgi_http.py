@@ -8,8 +8,9 @@ import httpx
 import pytest
 from h2.errors import ErrorCodes
 
-from .asgi_support import ASGI_APP, assert_still_serving, http_client, spawn
+from .asgi_support import ASGI_APP, assert_still_serving, http_client
 from .rsgi_support import TIMEOUT, RawH2, RawHTTP1, get, request_bytes, wait_for
+from .server_support import ServerPool
 
 SCOPE_KEYS = {
     'type',
@@ -32,9 +33,8 @@ SCOPE_KEYS = {
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     """One server for the tests that need no special option (each test uses its own ids and data)."""
-    srv = spawn(ASGI_APP, tmp_path_factory.mktemp('asgi-http') / 'server.log')
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('asgi-http')) as pool:
+        yield pool.start(ASGI_APP, interface='asgi')
 
 
 def events(server, key: str) -> dict:
@@ -45,8 +45,17 @@ def new_key(prefix: str) -> str:
     return f'{prefix}-{os.urandom(4).hex()}'
 
 
-def log_since(server, mark: int) -> str:
-    return server.log[mark:]
+NO_RESPONSE = 'Application returned without sending a response: answering 500'
+APP_RAISED = 'Application callable raised an exception'
+
+
+def logged_for_ended_requests(server, mark: int) -> str:
+    """The log since `mark`, up to the error of a request that fails now. The requests of the test ended
+    before it (the test waited for that), so whatever the server logs for them comes before that error."""
+    assert httpx.get(server.url + '/raise', timeout=TIMEOUT).status_code == 500
+    log = server.wait_log('RuntimeError: boom from the asgi app', since=mark)
+    before = log[: log.rindex(APP_RAISED)]
+    return before[: before.rfind('\n') + 1]
 
 
 # -- scope --------------------------------------------------------------------------------------------------
@@ -300,17 +309,18 @@ def test_disconnect_when_client_resets_h2_stream(server):
 
 
 def test_client_leaving_without_response_logs_no_error(server):
-    mark = len(server.log)
+    mark = server.mark()
     key = new_key('hold-quiet')
     conn = RawHTTP1(server.port)
     conn.send(request_bytes('GET', f'/hold?id={key}'))
     wait_for(lambda: events(server, key).get('waiting'), what='the app to wait on receive()')
     conn.close()
-    wait_for(lambda: events(server, key).get('received'), what='receive()')
+    assert wait_for(lambda: events(server, key).get('received'), what='receive()') == 'http.disconnect'
     assert_still_serving(server.url)
-    log = log_since(server, mark)
+    log = logged_for_ended_requests(server, mark)
     assert 'Traceback' not in log
-    assert 'without sending a response' not in log
+    assert NO_RESPONSE not in log
+    assert '[ERROR]' not in log
 
 
 # -- send() ------------------------------------------------------------------------------------------------
@@ -413,11 +423,10 @@ def test_invalid_send_raises_in_app(client, kind):
 
 @pytest.mark.parametrize('kind', list(BAD_SENDS))
 def test_invalid_send_uncaught_gives_500(client, server, kind):
-    mark = len(server.log)
+    mark = server.mark()
     response = get(client, '/bad', params={'kind': kind, 'raise': '1'})
     assert response.status_code == 500
-    log = wait_for(lambda: 'Application callable raised an exception' in log_since(server, mark), what='error log')
-    assert log
+    server.wait_log(APP_RAISED, since=mark)
 
 
 def test_send_after_response_complete_raises(client, server):
@@ -431,30 +440,30 @@ def test_send_after_response_complete_raises(client, server):
 
 
 def test_app_exception_gives_500_and_traceback(client, server):
-    mark = len(server.log)
+    mark = server.mark()
     response = get(client, '/raise')
     assert response.status_code == 500
-    log = wait_for(lambda: 'boom from the asgi app' in log_since(server, mark) and log_since(server, mark), what='log')
-    assert 'Application callable raised an exception' in log
+    log = server.wait_log('RuntimeError: boom from the asgi app', since=mark)
+    assert APP_RAISED in log
     assert 'Traceback' in log
     assert 'RuntimeError: boom from the asgi app' in log
     assert_still_serving(server.url)
 
 
 def test_app_exception_after_start_gives_500(client, server):
-    mark = len(server.log)
+    mark = server.mark()
     response = get(client, '/raise-after-start')
     assert response.status_code == 500
-    log = wait_for(lambda: 'boom after start' in log_since(server, mark) and log_since(server, mark), what='log')
-    assert 'Application callable raised an exception' in log
+    log = server.wait_log('RuntimeError: boom after start', since=mark)
+    assert APP_RAISED in log
 
 
 def test_app_without_response_gives_500_and_error_line(client, server):
-    mark = len(server.log)
+    mark = server.mark()
     response = get(client, '/noresponse')
     assert response.status_code == 500
-    log = wait_for(lambda: log_since(server, mark), what='an error log line')
-    assert '[ERROR]' in log
+    log = server.wait_log(NO_RESPONSE, since=mark)
+    assert f'[ERROR] {NO_RESPONSE}' in log
     assert 'Traceback' not in log
     assert_still_serving(server.url)
 
@@ -468,7 +477,7 @@ def test_app_exception_mid_stream_aborts_response(server, proto):
 
 @pytest.mark.parametrize('proto', ['h1', 'h2'])
 def test_app_returning_mid_stream_aborts_response_and_logs(server, proto):
-    mark = len(server.log)
+    mark = server.mark()
     with http_client(server.url, proto) as c:
         try:
             c.get('/return-midstream')
@@ -477,7 +486,9 @@ def test_app_returning_mid_stream_aborts_response_and_logs(server, proto):
         else:
             aborted = False
     assert_still_serving(server.url)
-    assert '[ERROR]' in log_since(server, mark)
+    assert '[ERROR] Application returned before completing its response body' in server.wait_log(
+        'returned before completing', since=mark
+    )
     assert aborted, 'the truncated response was ended as if complete'
 
 
@@ -491,7 +502,7 @@ def test_many_errors_worker_keeps_serving(server):
 
 @pytest.mark.parametrize('proto', ['h1', 'h2'])
 def test_client_disconnect_mid_stream(server, proto):
-    mark = len(server.log)
+    mark = server.mark()
     key = new_key(f'midstream-{proto}')
     if proto == 'h1':
         conn = RawHTTP1(server.port)
@@ -508,11 +519,11 @@ def test_client_disconnect_mid_stream(server, proto):
     assert record['sent'] < 2000, 'the app never learnt that the client had gone'
     assert 'error' not in record, record
     assert_still_serving(server.url)
-    assert 'Traceback' not in log_since(server, mark)
+    assert 'Traceback' not in logged_for_ended_requests(server, mark)
 
 
 def test_client_resets_h2_stream_mid_stream(server):
-    mark = len(server.log)
+    mark = server.mark()
     key = new_key('midstream-rst')
     with RawH2(server.port) as conn:
         stream = conn.request('GET', f'/stream-until-disconnect?id={key}')
@@ -522,13 +533,13 @@ def test_client_resets_h2_stream_mid_stream(server):
         assert record.get('received') == 'http.disconnect', record
         other = conn.request('GET', '/')
         assert conn.response(other).body == b'Hello, world!'
-    assert 'Traceback' not in log_since(server, mark)
+    assert 'Traceback' not in logged_for_ended_requests(server, mark)
 
 
 @pytest.mark.parametrize('proto', ['h1', 'h2'])
 def test_send_to_gone_client_is_quiet(server, proto):
     """Spec 2.3: sending to a client that has gone must not spam the log nor crash the worker."""
-    mark = len(server.log)
+    mark = server.mark()
     key = new_key(f'ignoring-{proto}')
     if proto == 'h1':
         conn = RawHTTP1(server.port)
@@ -545,7 +556,9 @@ def test_send_to_gone_client_is_quiet(server, proto):
     if 'error' in record:
         assert record['error'].split(':')[0] in ('OSError', 'ConnectionError', 'BrokenPipeError'), record
     assert_still_serving(server.url)
-    assert 'Traceback' not in log_since(server, mark)
+    log = logged_for_ended_requests(server, mark)
+    assert 'Traceback' not in log
+    assert '[ERROR]' not in log
 
 
 # -- HTTP/1 connection handling ----------------------------------------------------------------------------

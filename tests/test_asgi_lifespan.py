@@ -39,7 +39,7 @@ def test_startup_state_and_shutdown_at_sigterm(start_server, tmp_path):
 
 
 def test_startup_failed_exits_non_zero_with_message(start_server):
-    srv = start_server(f'{APPS}:failing_startup', interface='asgi', wait=False)
+    srv = start_server(f'{APPS}:failing_startup', interface='asgi', ready=None)
     code = srv.wait(timeout=30)
     assert code != 0, srv.log
     assert 'cannot reach the database (marker-4711)' in srv.log

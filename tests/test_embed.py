@@ -10,7 +10,7 @@ from granian.errors import ConfigurationError, FatalError
 from granian.server.embed import Server
 
 from .apps.embed_apps import AsgiApp, RsgiApp
-from .conftest import port_is_free
+from .server_support import port_is_free
 
 INTERFACES = [('asgi', AsgiApp), ('rsgi', RsgiApp)]
 
@@ -34,6 +34,14 @@ async def stop(server: Server, task: 'asyncio.Task[None]') -> None:
 
 def make(app, interface: str, **options) -> Server:
     return Server(app, interface=interface, address='127.0.0.1', port=0, log_enabled=False, **options)
+
+
+async def until(condition, what: str, timeout: float = 10) -> None:
+    """Lets the loop run (the server is a task in it) until `condition()` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f'timed out waiting for {what}'
+        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize('interface,app_cls', INTERFACES)
@@ -67,13 +75,15 @@ def test_serve_http1_http2_ws_then_stop(interface, app_cls):
 
 @pytest.mark.parametrize('interface,app_cls', INTERFACES)
 def test_stop_is_graceful(interface, app_cls):
+    app = app_cls()
+
     async def main():
-        server = make(app_cls(), interface)
+        server = make(app, interface)
         task = await start(server)
         port = server.bound_port
         async with httpx.AsyncClient() as client:
             slow = asyncio.create_task(client.get(f'http://127.0.0.1:{port}/slow'))
-            await asyncio.sleep(0.15)  # the request is in the app
+            await until(lambda: app.slow_started == 1, 'the request to reach the app')
             server.stop()
             r = await asyncio.wait_for(slow, 10)
             assert r.status_code == 200 and r.text == 'slow done'
@@ -105,12 +115,15 @@ def test_reload_under_requests_loses_nothing(interface, app_cls):
         async with httpx.AsyncClient() as client:
             workers = [asyncio.create_task(hammer(client)) for _ in range(4)]
             slow = asyncio.create_task(client.get(f'{url}/slow', headers={'connection': 'close'}))
-            await asyncio.sleep(0.1)
+            # The slow request is in the app of the first generation when the reloads begin.
+            await until(lambda: app.slow_started == 1, 'the slow request to reach the app')
             for _ in range(3):
                 reloading = server.reload()
                 assert reloading is not None
                 await asyncio.wait_for(reloading, 15)
-                await asyncio.sleep(0.1)
+                # Requests answered by the new generation before the next reload.
+                answered = len(results)
+                await until(lambda answered=answered: len(results) >= answered + 10, 'requests after the reload')
             assert (await asyncio.wait_for(slow, 10)).text == 'slow done'
             running = False
             await asyncio.gather(*workers)

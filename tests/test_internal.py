@@ -19,7 +19,7 @@ from granian._internal import (
 )
 from granian.errors import ConfigurationError, FatalError, PidFileError
 
-from .conftest import ROOT, free_port
+from .server_support import ROOT, free_port
 
 _counter = itertools.count()
 

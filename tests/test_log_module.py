@@ -22,7 +22,7 @@ from granian.log import (
     log_request_builder,
 )
 
-from .conftest import ROOT
+from .server_support import ROOT
 
 
 def test_log_levels():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, free_port, granian_cmd
 from .rsgi_support import RawH2, RawHTTP1, request_bytes, wait_for
+from .server_support import ROOT, free_port, granian_cmd
 
 APPS = {
     'rsgi': 'tests.apps.static_apps:rsgi_app',

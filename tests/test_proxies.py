@@ -12,7 +12,7 @@ from granian.utils.proxies import (
     wrap_wsgi_with_proxy_headers,
 )
 
-from .conftest import ROOT
+from .server_support import ROOT
 
 WRAPPERS = [wrap_asgi_with_proxy_headers, wrap_wsgi_with_proxy_headers, wrap_rsgi_with_proxy_headers]
 PEER_PORT = 54321

@@ -7,18 +7,16 @@
 
 import json
 import os
-import select
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import ROOT, free_port, wait_port
+from .server_support import ROOT, free_port
 
 UVICORN = 'uvicorn==0.54.0'
 TIMEOUT = 10
@@ -50,16 +48,6 @@ def _post(base_url: str, headers=(), body: bytes = b'payload') -> dict:
         response = client.post(base_url + '/upload', headers=list(headers), content=body)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- under our server ---------------------------------------------------------------------
@@ -157,15 +145,10 @@ class ProxiesVenv:
             timeout=timeout,
         )
 
-    def popen(self, *args: str, extra_env=None) -> subprocess.Popen:
-        return subprocess.Popen(
-            [str(self.python), *args],
-            cwd=self.root,
-            env={**self.env, **(extra_env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    def serve(self, pool, port: int, *args: str, extra_env=None):
+        """`python *args` of this env as a server on `port` (in the test's pool), once it listens."""
+        env = {**self.env, 'PYTHONUNBUFFERED': '1', **(extra_env or {})}
+        return pool.launch([str(self.python), *args], port=port, env=env, cwd=self.root, name='venv')
 
 
 def _uv() -> str:
@@ -236,9 +219,11 @@ def test_wheel_alone_imports_without_granian_core(proxies_venv):
     assert Path(data['utils']).name == '__init__.py'  # granian.utils is a regular package, as in granian
 
 
-def _start_uvicorn(venv: ProxiesVenv, extra_env=None):
+def _start_uvicorn(pool, venv: ProxiesVenv, extra_env=None) -> str:
     port = free_port()
-    proc = venv.popen(
+    server = venv.serve(
+        pool,
+        port,
         '-m',
         'uvicorn',
         '--host',
@@ -254,39 +239,28 @@ def _start_uvicorn(venv: ProxiesVenv, extra_env=None):
         'tests.apps.proxies_apps:asgi_app',
         extra_env=extra_env,
     )
-    try:
-        wait_port(port, proc)
-    except RuntimeError as exc:
-        _stop(proc)
-        raise RuntimeError(f'{exc}\n{proc.stdout.read()}') from None
-    return proc, f'http://127.0.0.1:{port}'
+    return server.url
 
 
-def test_asgi_wrapper_under_uvicorn(proxies_venv):
-    proc, url = _start_uvicorn(proxies_venv)
-    try:
-        data = _get(url, FORWARDED)
-        assert data['client'] == ['203.0.113.7', 0]
-        assert data['scheme'] == 'https'
-        assert data['path'] == '/info' and data['query_string'] == 'q=1' and data['custom'] == 'kept'
-        data = _post(url, [('x-forwarded-for', '[2001:db8::7]:4711'), ('x-forwarded-proto', 'nonsense')])
-        assert data['client'] == ['2001:db8::7', 4711]
-        assert data['scheme'] == 'http'
-        assert data['body'] == 'payload'
-        data = _get(url)
-        assert data['client'][0] == '127.0.0.1' and data['client'][1] != 0
-    finally:
-        _stop(proc)
+def test_asgi_wrapper_under_uvicorn(server_pool, proxies_venv):
+    url = _start_uvicorn(server_pool, proxies_venv)
+    data = _get(url, FORWARDED)
+    assert data['client'] == ['203.0.113.7', 0]
+    assert data['scheme'] == 'https'
+    assert data['path'] == '/info' and data['query_string'] == 'q=1' and data['custom'] == 'kept'
+    data = _post(url, [('x-forwarded-for', '[2001:db8::7]:4711'), ('x-forwarded-proto', 'nonsense')])
+    assert data['client'] == ['2001:db8::7', 4711]
+    assert data['scheme'] == 'http'
+    assert data['body'] == 'payload'
+    data = _get(url)
+    assert data['client'][0] == '127.0.0.1' and data['client'][1] != 0
 
 
-def test_asgi_wrapper_under_uvicorn_untrusted_peer(proxies_venv):
-    proc, url = _start_uvicorn(proxies_venv, UNTRUSTED)
-    try:
-        data = _get(url, FORWARDED)
-        assert data['client'][0] == '127.0.0.1'
-        assert data['scheme'] == 'http'
-    finally:
-        _stop(proc)
+def test_asgi_wrapper_under_uvicorn_untrusted_peer(server_pool, proxies_venv):
+    url = _start_uvicorn(server_pool, proxies_venv, UNTRUSTED)
+    data = _get(url, FORWARDED)
+    assert data['client'][0] == '127.0.0.1'
+    assert data['scheme'] == 'http'
 
 
 WSGIREF_SERVER = """
@@ -299,46 +273,30 @@ class QuietHandler(WSGIRequestHandler):
     def log_message(self, *args):
         pass
 
-with make_server('127.0.0.1', 0, wsgi_app, handler_class=QuietHandler) as server:
-    print(server.server_port, flush=True)
+with make_server('127.0.0.1', int(sys.argv[2]), wsgi_app, handler_class=QuietHandler) as server:
     server.serve_forever()
 """
 
 
-def _start_wsgiref(venv: ProxiesVenv, extra_env=None):
-    proc = venv.popen('-c', WSGIREF_SERVER, str(ROOT), extra_env=extra_env)
-    deadline = time.monotonic() + 15
-    line = ''
-    while not line and time.monotonic() < deadline and proc.poll() is None:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-        if ready:
-            line = proc.stdout.readline().strip()
-    if not line.isdigit():
-        _stop(proc)
-        raise RuntimeError(f'wsgiref server did not start: {line}{proc.stdout.read()}')
-    return proc, f'http://127.0.0.1:{line}'
+def _start_wsgiref(pool, venv: ProxiesVenv, extra_env=None) -> str:
+    port = free_port()
+    return venv.serve(pool, port, '-c', WSGIREF_SERVER, str(ROOT), str(port), extra_env=extra_env).url
 
 
-def test_wsgi_wrapper_under_wsgiref(proxies_venv):
-    proc, url = _start_wsgiref(proxies_venv)
-    try:
-        data = _get(url, FORWARDED)
-        assert data['client'] == '203.0.113.7'
-        assert data['scheme'] == 'https'
-        assert data['path'] == '/info' and data['query_string'] == 'q=1' and data['custom'] == 'kept'
-        data = _post(url, [('x-forwarded-for', 'garbage'), ('x-forwarded-proto', 'wss')])
-        assert data['client'] == '127.0.0.1'
-        assert data['scheme'] == 'https'
-        assert data['body'] == 'payload'
-    finally:
-        _stop(proc)
+def test_wsgi_wrapper_under_wsgiref(server_pool, proxies_venv):
+    url = _start_wsgiref(server_pool, proxies_venv)
+    data = _get(url, FORWARDED)
+    assert data['client'] == '203.0.113.7'
+    assert data['scheme'] == 'https'
+    assert data['path'] == '/info' and data['query_string'] == 'q=1' and data['custom'] == 'kept'
+    data = _post(url, [('x-forwarded-for', 'garbage'), ('x-forwarded-proto', 'wss')])
+    assert data['client'] == '127.0.0.1'
+    assert data['scheme'] == 'https'
+    assert data['body'] == 'payload'
 
 
-def test_wsgi_wrapper_under_wsgiref_untrusted_peer(proxies_venv):
-    proc, url = _start_wsgiref(proxies_venv, UNTRUSTED)
-    try:
-        data = _get(url, FORWARDED)
-        assert data['client'] == '127.0.0.1'
-        assert data['scheme'] == 'http'
-    finally:
-        _stop(proc)
+def test_wsgi_wrapper_under_wsgiref_untrusted_peer(server_pool, proxies_venv):
+    url = _start_wsgiref(server_pool, proxies_venv, UNTRUSTED)
+    data = _get(url, FORWARDED)
+    assert data['client'] == '127.0.0.1'
+    assert data['scheme'] == 'http'

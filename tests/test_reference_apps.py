@@ -6,7 +6,7 @@ nothing of the server that runs them, so the same apps and the same assertions h
 
 Which server runs them:
 
-    GRANIAN_COMPAT_BIN unset    ours, started like the `start_server` fixture does (`python -m granian`)
+    GRANIAN_COMPAT_BIN unset    ours, `python -m granian` (as the `start_server` fixture starts it)
     GRANIAN_COMPAT_BIN=PATH     the `granian` executable at PATH, e.g. the reference granian 2.8.7:
 
         GRANIAN_COMPAT_BIN=/tmp/refvenv/bin/granian .venv/bin/pytest tests/test_reference_apps.py
@@ -23,15 +23,14 @@ import signal
 import subprocess
 import uuid
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
 from .rsgi_support import HOST, TIMEOUT, RawHTTP1, http_client, request_bytes, wait_for
+from .server_support import ServerPool, ServerProcess
 
 COMPAT_BIN = os.environ.get('GRANIAN_COMPAT_BIN')
 APPS = {
@@ -44,49 +43,18 @@ APPS = {
 # -- servers and clients -----------------------------------------------------------------------------------------
 
 
-def server_command(interface: str, port: int, target: str) -> list:
-    prefix = [COMPAT_BIN] if COMPAT_BIN else granian_cmd()
-    return [*prefix, '--interface', interface, '--port', str(port), target]
-
-
-def launch(log_dir: Path, interface: str, env=None) -> ServerProcess:
-    """The app for `interface` on a free port, served by the selected granian."""
-    port = free_port()
-    log_path = log_dir / f'{interface}-{port}.log'
-    full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})}
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(
-            server_command(interface, port, APPS[interface]),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-        )
-    server = ServerProcess(proc, port, log_path)
+def answers(server: ServerProcess) -> bool:
+    """The app answers a request (its 404): the port listens before a worker has loaded the app."""
     try:
-        wait_port(port, proc)
-        wait_serving(server)
-    except RuntimeError as exc:
-        server.stop()
-        raise RuntimeError(f'{exc}\n--- server log ---\n{server.log}') from None
-    return server
+        return httpx.get(f'{server.url}/not-a-route', timeout=TIMEOUT).status_code == 404
+    except httpx.TransportError:
+        return False
 
 
-def wait_serving(server: ServerProcess) -> None:
-    """Until the app answers a request (its 404): the port listens before a worker has loaded the app."""
-
-    def answered():
-        if server.proc.poll() is not None:
-            raise RuntimeError(f'server exited with {server.proc.returncode} before serving')
-        try:
-            return httpx.get(f'{server.url}/not-a-route', timeout=TIMEOUT).status_code == 404
-        except httpx.TransportError:
-            return False
-
-    try:
-        wait_for(answered, timeout=15.0, what='the app to answer')
-    except AssertionError as exc:
-        raise RuntimeError(str(exc)) from None
+def launch(pool: ServerPool, interface: str, env=None) -> ServerProcess:
+    """The app for `interface` on a free port, served by the selected granian, once it answers."""
+    program = [COMPAT_BIN] if COMPAT_BIN else None
+    return pool.start(APPS[interface], interface=interface, env=env, program=program, ready=answers)
 
 
 def stop_gracefully(server: ServerProcess) -> None:
@@ -105,20 +73,20 @@ def servers(tmp_path_factory):
     started = {}
     failed = {}
 
-    def get(interface: str) -> ServerProcess:
-        if interface in failed:
-            raise RuntimeError(failed[interface])
-        if interface not in started:
-            try:
-                started[interface] = launch(tmp_path_factory.mktemp(f'reference-{interface}'), interface)
-            except RuntimeError as exc:
-                failed[interface] = str(exc)
-                raise
-        return started[interface]
+    with ServerPool(tmp_path_factory.mktemp('reference')) as pool:
 
-    yield get
-    for server in started.values():
-        server.stop()
+        def get(interface: str) -> ServerProcess:
+            if interface in failed:
+                raise RuntimeError(failed[interface])
+            if interface not in started:
+                try:
+                    started[interface] = launch(pool, interface)
+                except RuntimeError as exc:
+                    failed[interface] = str(exc)
+                    raise
+            return started[interface]
+
+        yield get
 
 
 @pytest.fixture
@@ -353,9 +321,9 @@ def test_rsgi_init_hook_ran_with_the_serving_loop(rsgi, version):
     assert info['requests'] >= 1
 
 
-def test_rsgi_del_hook_runs_on_shutdown(tmp_path):
+def test_rsgi_del_hook_runs_on_shutdown(server_pool, tmp_path):
     out = tmp_path / 'rsgi-del.json'
-    server = launch(tmp_path, 'rsgi', env={'REFERENCE_RSGI_DEL_FILE': str(out)})
+    server = launch(server_pool, 'rsgi', env={'REFERENCE_RSGI_DEL_FILE': str(out)})
     try:
         info = httpx.get(f'{server.url}/lifecycle', timeout=TIMEOUT).json()
         assert info['init_calls'] == 1
@@ -491,9 +459,9 @@ def test_asgi_ws_close_before_accept_rejects(asgi):
     assert excinfo.value.response.status_code == 403
 
 
-def test_asgi_lifespan_startup_and_shutdown(tmp_path):
+def test_asgi_lifespan_startup_and_shutdown(server_pool, tmp_path):
     out = tmp_path / 'asgi-shutdown.json'
-    server = launch(tmp_path, 'asgi', env={'REFERENCE_ASGI_SHUTDOWN_FILE': str(out)})
+    server = launch(server_pool, 'asgi', env={'REFERENCE_ASGI_SHUTDOWN_FILE': str(out)})
     try:
         scope = httpx.get(f'{server.url}/scope', timeout=TIMEOUT).json()
         assert scope['state_greeting'] == 'hello from startup'

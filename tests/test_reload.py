@@ -1,7 +1,7 @@
 """Reloading on changes (`--reload`): files edited under a temp dir while the server runs."""
 
 import os
-import signal
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, free_port
+from .server_support import ROOT, ServerProcess, free_port, server_env
 
 pytest.importorskip('watchfiles')
 
@@ -28,70 +28,42 @@ def app(environ, start_response):
     return [f'{{MSG}} {{os.getpid()}}'.encode()]
 """
 
-# Long enough for a reload to have happened had the change been seen (the tick is 50 ms).
-QUIET = 1.5
+RELOAD_LINE = re.compile(r'Reloading \(files changed: (.*)\): ')
 
 
 def write_app(project: Path, msg: str, name: str = 'app.py') -> None:
     (project / name).write_text(APP.format(msg=msg))
 
 
-class Server:
-    def __init__(self, cmd: list, project: Path, log_path: Path, port: int, env=None):
-        self.port = port
-        self.url = f'http://127.0.0.1:{port}'
-        self.log_path = log_path
-        full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', 'PYTHONDONTWRITEBYTECODE': '1', **(env or {})}
-        full_env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), full_env.get('PYTHONPATH')]))
-        with open(log_path, 'wb') as log:
-            self.proc = subprocess.Popen(cmd, cwd=project, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+def get(server: ServerProcess, path: str = '/') -> httpx.Response:
+    return httpx.get(server.url + path, timeout=5)
 
-    @property
-    def log(self) -> str:
-        return self.log_path.read_text(errors='replace')
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+def answer(server: ServerProcess) -> tuple:
+    """(message, worker pid) of the app serving now."""
+    msg, pid = get(server).text.split()
+    return msg, int(pid)
 
-    def get(self, path: str = '/') -> httpx.Response:
-        return httpx.get(self.url + path, timeout=5)
 
-    def answer(self) -> tuple:
-        """(message, worker pid) of the app serving now."""
-        msg, pid = self.get().text.split()
-        return msg, int(pid)
+def wait_answer(server: ServerProcess, msg: str, timeout: float = 20) -> int:
+    """Polls (retrying through restarts) until the app answers `msg`; returns the worker pid."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        assert server.alive(), f'the server exited ({server.proc.returncode}):\n{server.log}'
+        try:
+            last = answer(server)
+            if last[0] == msg:
+                return last[1]
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f'never answered {msg!r} (last: {last!r}):\n{server.log}')
 
-    def wait_answer(self, msg: str, timeout: float = 20) -> int:
-        """Polls (retrying through restarts) until the app answers `msg`; returns the worker pid."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            assert self.alive(), f'the server exited ({self.proc.returncode}):\n{self.log}'
-            try:
-                last = self.answer()
-                if last[0] == msg:
-                    return last[1]
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f'never answered {msg!r} (last: {last!r}):\n{self.log}')
 
-    def wait_log(self, text: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f'{text!r} never logged:\n{self.log}')
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def reloads(server: ServerProcess) -> list:
+    """The files each reload so far was for, as logged (names sorted; beyond five, `and N more`)."""
+    return [match[1] for match in RELOAD_LINE.finditer(server.log)]
 
 
 @pytest.fixture
@@ -103,18 +75,18 @@ def project(tmp_path):
 
 
 @pytest.fixture
-def servers(tmp_path, project):
-    started = []
+def servers(server_pool, tmp_path, project):
+    """cli(*args) / api(body) -> ServerProcess, in the project directory; not waited for (the tests poll)."""
+    env = server_env({'PYTHONDONTWRITEBYTECODE': '1'})
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(ROOT), env.get('PYTHONPATH')]))
 
-    def cli(*args: str, env=None) -> Server:
+    def cli(*args: str) -> ServerProcess:
         port = free_port()
         cmd = [sys.executable, '-m', 'granian', '--interface', 'wsgi', '--port', str(port), '--reload']
         cmd += [*args, 'app:app']
-        server = Server(cmd, project, tmp_path / f'server-{port}.log', port, env)
-        started.append(server)
-        return server
+        return server_pool.launch(cmd, port=port, env=env, cwd=project, ready=None)
 
-    def api(body: str) -> Server:
+    def api(body: str) -> ServerProcess:
         """Runs a script that builds `g = Granian(...)` from `body` (with PORT and PROJECT set), then serves."""
         port = free_port()
         script = tmp_path / f'serve-{port}.py'
@@ -122,29 +94,27 @@ def servers(tmp_path, project):
             f'PORT = {port}\nPROJECT = {str(project)!r}\n'
             'from granian.server import Granian\n' + textwrap.dedent(body) + '\ng.serve()\n'
         )
-        server = Server([sys.executable, str(script)], project, tmp_path / f'server-{port}.log', port)
-        started.append(server)
-        return server
+        return server_pool.launch([sys.executable, str(script)], port=port, env=env, cwd=project, ready=None)
 
-    yield type('Servers', (), {'cli': staticmethod(cli), 'api': staticmethod(api)})
-    for server in started:
-        server.stop()
+    return type('Servers', (), {'cli': staticmethod(cli), 'api': staticmethod(api)})
 
 
 def test_a_change_reloads_and_the_new_code_answers(servers, project):
     server = servers.cli('--reload-tick', '50')
-    pid = server.wait_answer('v1')
+    pid = wait_answer(server, 'v1')
     write_app(project, 'v2')
-    new_pid = server.wait_answer('v2')
+    new_pid = wait_answer(server, 'v2')
     assert new_pid != pid
-    assert 'Reloading (files changed: app.py)' in server.log
+    assert reloads(server) == ['app.py']
     # A burst of writes (an editor saving several files) is one reload.
     for i in range(5):
         (project / f'mod{i}.py').write_text(f'X = {i}\n')
     write_app(project, 'v3')
-    server.wait_answer('v3')
-    time.sleep(QUIET)
-    assert server.log.count('Reloading (') == 2, server.log
+    wait_answer(server, 'v3')
+    # One more change, made once v3 answers: its reload comes after any the burst caused.
+    write_app(project, 'v4')
+    wait_answer(server, 'v4')
+    assert reloads(server) == ['app.py', 'app.py, mod0.py, mod1.py, mod2.py, mod3.py and 1 more', 'app.py']
     assert server.alive()
 
 
@@ -160,7 +130,7 @@ def test_ignored_dirs_patterns_and_paths_do_not_reload(servers, project):
         '--reload-ignore-paths',
         str(project / 'assets'),
     )
-    pid = server.wait_answer('v1')
+    pid = wait_answer(server, 'v1')
     write_app(project / 'skipme', 'x', 'mod.py')  # ignored dir
     write_app(project, 'x', 'scratch_1.py')  # ignored pattern
     write_app(project / 'assets' / 'keep', 'x', 'mod.py')  # ignored path
@@ -168,13 +138,11 @@ def test_ignored_dirs_patterns_and_paths_do_not_reload(servers, project):
     (project / '__pycache__').mkdir()
     (project / '__pycache__' / 'app.cpython.pyc').write_bytes(b'x')
     (project / 'app.py.swp').write_text('x')
-    time.sleep(QUIET)
-    assert server.answer() == ('v1', pid)
-    assert 'Reloading' not in server.log
-    # A watched file still reloads.
+    # A watched file still reloads; had any of the changes above been seen, it would have reloaded
+    # before this one, or been named by it.
     write_app(project, 'v2')
-    assert server.wait_answer('v2') != pid
-    assert server.log.count('Reloading (') == 1, server.log
+    assert wait_answer(server, 'v2') != pid
+    assert reloads(server) == ['app.py'], server.log
 
 
 def test_custom_filter(servers, project):
@@ -190,12 +158,12 @@ def test_custom_filter(servers, project):
                     reload_filter=OnlyTxt, working_dir=PROJECT)
         """
     )
-    pid = server.wait_answer('v1')
+    pid = wait_answer(server, 'v1')
     write_app(project, 'v2')  # not a .txt: no reload
-    time.sleep(QUIET)
-    assert server.answer() == ('v1', pid)
     (project / 'trigger.txt').write_text('go')
-    assert server.wait_answer('v2') != pid
+    assert wait_answer(server, 'v2') != pid
+    # One reload, for the .txt file alone: app.py was never a reason to reload.
+    assert reloads(server) == ['trigger.txt'], server.log
 
 
 def test_on_reload_hook(servers, project, tmp_path):
@@ -211,24 +179,24 @@ def test_on_reload_hook(servers, project, tmp_path):
                 f.write('reloaded\\n')
         """
     )
-    server.wait_answer('v1')
+    wait_answer(server, 'v1')
     assert not marker.exists()
     write_app(project, 'v2')
-    server.wait_answer('v2')
+    wait_answer(server, 'v2')
     assert marker.read_text() == 'reloaded\n'
 
 
 def test_syntax_error_then_fix(servers, project):
     server = servers.cli()
-    pid = server.wait_answer('v1')
+    pid = wait_answer(server, 'v1')
     (project / 'app.py').write_text('def app(:\n')
     server.wait_log('SyntaxError')
     server.wait_log('exited before serving')
     # The main process lives on, and so does the worker with the last good code.
     assert server.alive()
-    assert server.answer() == ('v1', pid)
+    assert answer(server) == ('v1', pid)
     write_app(project, 'v2')
-    assert server.wait_answer('v2') != pid
+    assert wait_answer(server, 'v2') != pid
 
 
 def test_syntax_error_at_start_waits_for_a_fix(servers, project):
@@ -237,19 +205,19 @@ def test_syntax_error_at_start_waits_for_a_fix(servers, project):
     server.wait_log('waiting for a change')
     assert server.alive()
     write_app(project, 'v2')
-    server.wait_answer('v2')
+    wait_answer(server, 'v2')
 
 
 def test_ignore_worker_failure_keeps_the_main_process(servers, project):
     server = servers.cli('--reload-ignore-worker-failure')
-    server.wait_answer('v1')
+    wait_answer(server, 'v1')
     with pytest.raises(httpx.HTTPError):
-        server.get('/crash')
+        get(server, '/crash')
     server.wait_log('died unexpectedly')
     server.wait_log('stays down until a change')
     assert server.alive()
     write_app(project, 'v2')
-    server.wait_answer('v2')
+    wait_answer(server, 'v2')
 
 
 def test_missing_extra_is_a_clear_message(project):

@@ -3,40 +3,24 @@
 import json
 import os
 import re
-import subprocess
+import signal
 
 import httpx
 import pytest
 from h2.exceptions import ProtocolError as H2ProtocolError
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
 from .rsgi_support import TIMEOUT, RawH2, RawHTTP1, get, request_bytes, wait_for
+from .server_support import ServerPool
 
 EXTRA = 'tests.apps.rsgi_extra:app'
+NO_RESPONSE = 'Application returned without sending a response: answering 500'
 
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     """One server for the tests that need no special option (each test uses its own ids and data)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp('rsgi-http') / 'server.log'
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(
-            granian_cmd('--interface', 'rsgi', '--port', str(port), EXTRA),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    srv = ServerProcess(proc, port, log_path)
-    try:
-        wait_port(port, proc)
-    except RuntimeError as exc:
-        srv.stop()
-        raise RuntimeError(f'{exc}\n--- server log ---\n{srv.log}') from None
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('rsgi-http')) as pool:
+        yield pool.start(EXTRA)
 
 
 def assert_still_serving(server) -> None:
@@ -49,10 +33,6 @@ def assert_still_serving(server) -> None:
 
 def events(server) -> dict:
     return httpx.get(server.url + '/events', timeout=TIMEOUT).json()
-
-
-def log_since(server, mark: int) -> str:
-    return server.log[mark:]
 
 
 @pytest.fixture
@@ -303,10 +283,11 @@ def test_response_invalid_header_raises_value_error(client):
 
 
 def test_response_twice_raises_protocol_error(client, server):
-    response = get(client, '/twice')
+    key = f'twice-{os.urandom(4).hex()}'  # this request's own record (the server is shared by the module)
+    response = get(client, '/twice', params={'id': key})
     assert response.status_code == 200
     assert response.text == 'first'
-    assert wait_for(lambda: events(server).get('twice') == 'ProtocolError', what='ProtocolError')
+    assert wait_for(lambda: events(server).get(key), what='the second response to be tried') == 'ProtocolError'
 
 
 def test_response_stream(client):
@@ -546,10 +527,10 @@ def test_no_keep_alive_option(start_server):
 
 
 def test_app_exception_gives_500_and_log(client, server):
-    mark = len(server.log)
+    mark = server.mark()
     response = get(client, '/error')
     assert response.status_code == 500
-    log = wait_for(lambda: 'boom from the app' in log_since(server, mark) and log_since(server, mark), what='log')
+    log = server.wait_log('RuntimeError: boom from the app', since=mark)
     assert 'Application callable raised an exception' in log
     assert 'RuntimeError: boom from the app' in log
     assert 'Traceback' in log
@@ -557,11 +538,11 @@ def test_app_exception_gives_500_and_log(client, server):
 
 
 def test_app_without_response_gives_500_and_log(client, server):
-    mark = len(server.log)
+    mark = server.mark()
     response = get(client, '/noresponse')
     assert response.status_code == 500
-    log = wait_for(lambda: log_since(server, mark), what='an error log line')
-    assert '[ERROR]' in log
+    log = server.wait_log(NO_RESPONSE, since=mark)
+    assert f'[ERROR] {NO_RESPONSE}' in log
     assert_still_serving(server)
 
 
@@ -582,15 +563,21 @@ def test_error_log_is_on_granian_logger(start_server, tmp_path):
     lines = wait_for(lambda: len(error_line.findall(srv.log)) >= 2 and error_line.findall(srv.log), what='2 errors')
     assert lines[0][1] == 'Application callable raised an exception'
     assert 'RuntimeError: boom from the app' in srv.log
-    assert lines[1][1]
+    assert lines[1][1] == NO_RESPONSE
     assert_still_serving(srv)
 
 
 def test_no_log_option_silences_errors(start_server):
     srv = start_server(EXTRA, '--no-log')
     assert httpx.get(srv.url + '/error', timeout=TIMEOUT).status_code == 500
+    assert httpx.get(srv.url + '/noresponse', timeout=TIMEOUT).status_code == 500
     assert_still_serving(srv)
+    # Once the server has exited, whatever it was going to write is in the log.
+    srv.signal(signal.SIGTERM)
+    assert srv.wait() == 0
     assert 'Application callable raised an exception' not in srv.log
+    assert 'boom from the app' not in srv.log
+    assert NO_RESPONSE not in srv.log
 
 
 def test_many_errors_worker_keeps_serving(server):

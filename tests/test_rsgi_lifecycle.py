@@ -4,59 +4,41 @@ import importlib.util
 import multiprocessing
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
 from .rsgi_support import TIMEOUT, FrameH2, RawHTTP1, request_bytes, wait_for
+from .server_support import ROOT, free_port, granian_cmd, server_env, wait_port
 
 EXTRA = 'tests.apps.rsgi_extra:app'
 BASE = 'tests.apps.rsgi_app'
 
 
-def clean_env(extra=None) -> dict:
-    """This process's environment without GRANIAN_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith('GRANIAN_')}
-    env['PYTHONUNBUFFERED'] = '1'
-    env.update(extra or {})
-    return env
-
-
 @pytest.fixture
-def launch(tmp_path):
-    """launch(*cli_args, port=..., env={...}) -> ServerProcess: the CLI exactly as given (no implicit options)."""
-    servers = []
+def launch(server_pool):
+    """launch(*cli_args, port=..., env={...}) -> ServerProcess: the CLI exactly as given (no implicit options),
+    without this process's GRANIAN_* settings."""
 
-    def run(*args: str, port: int, env=None, wait: bool = True) -> ServerProcess:
-        log_path = tmp_path / f'launch-{len(servers)}.log'
-        with open(log_path, 'wb') as log:
-            proc = subprocess.Popen(
-                granian_cmd(*args), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=clean_env(env)
-            )
-        server = ServerProcess(proc, port, log_path)
-        servers.append(server)
-        if wait:
-            try:
-                wait_port(port, proc)
-            except RuntimeError as exc:
-                raise RuntimeError(f'{exc}\n--- server log ---\n{server.log}') from None
-        return server
+    def run(*args: str, port: int, env=None):
+        return server_pool.launch(granian_cmd(*args), port=port, env=server_env(env, clean=True), name='launch')
 
-    yield run
-    for server in servers:
-        server.stop()
+    return run
 
 
 def run_cli(*args: str, env=None, cwd=ROOT, timeout: float = 30) -> subprocess.CompletedProcess:
     """Runs the CLI to its exit (for start-up failures), capturing its output."""
     return subprocess.run(
-        granian_cmd(*args), check=False, cwd=cwd, env=clean_env(env), capture_output=True, text=True, timeout=timeout
+        granian_cmd(*args),
+        check=False,
+        cwd=cwd,
+        env=server_env(env, clean=True),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -334,7 +316,10 @@ def test_env_interface_is_read(launch):
     srv = launch('--port', str(port), 'tests.apps.wsgi_app:app', port=port, env={'GRANIAN_INTERFACE': 'wsgi'})
     assert 'interface: wsgi' in srv.log
     with httpx.Client(timeout=TIMEOUT) as client:
-        assert client.get(srv.url + '/').status_code < 500
+        response = client.get(srv.url + '/')
+    # The WSGI app itself answers (under another interface it could not).
+    assert response.status_code == 200
+    assert response.text == 'Hello, world!'
     result = run_cli('--port', str(free_port()), EXTRA, env={'GRANIAN_INTERFACE': 'nope'})
     line = assert_one_line_error(result, 'nope')
     assert result.returncode == 2
@@ -422,15 +407,19 @@ def test_backpressure_one_queues_concurrent_requests(start_server):
     results = []
 
     def slow():
-        results.append(httpx.get(srv.url + '/slow?s=0.5&id=bp', timeout=TIMEOUT).text)
+        results.append(httpx.get(srv.url + '/slow?s=0.5&id=bp-first', timeout=TIMEOUT).text)
 
     thread = threading.Thread(target=slow)
     thread.start()
     try:
-        assert httpx.get(srv.url + '/', timeout=TIMEOUT).text == 'Hello, world!'
+        srv.wait_log('slow request started bp-first')
+        # Sent while the first request holds the one slot: it waits for the slot, then is served.
+        assert httpx.get(srv.url + '/slow?s=0&id=bp-second', timeout=TIMEOUT).text == 'slept'
     finally:
         thread.join(TIMEOUT + 5)
     assert results == ['slept']
+    log = srv.log
+    assert log.index('slow request finished bp-first') < log.index('slow request started bp-second'), log
 
 
 @pytest.mark.parametrize(
@@ -499,15 +488,7 @@ def test_serve_in_spawn_context_process():
     child = ctx.Process(target=serve_in_process, args=(port, str(ROOT)))
     child.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert child.is_alive(), f'the spawned server exited with {child.exitcode}'
-            try:
-                with socket.create_connection(('127.0.0.1', port), timeout=0.5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, 'the spawned server never listened'
-                time.sleep(0.05)
+        wait_port(port, child.is_alive, timeout=20)
         url = f'http://127.0.0.1:{port}'
         assert httpx.get(url + '/', timeout=TIMEOUT).text == 'Hello, world!'
         # The spawned process is the main process: a worker process of its own answers.

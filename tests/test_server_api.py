@@ -8,10 +8,8 @@ CLI, and embedded servers in the test's own loop, talked to by httpx.
 
 import asyncio
 import logging
-import os
 import pickle
 import signal
-import subprocess
 import sys
 import sysconfig
 
@@ -25,8 +23,8 @@ from granian.server.mp import MPServer
 
 from .apps.embed_apps import AsgiApp, RsgiApp
 from .apps.server_api_apps import TARGET
-from .conftest import ROOT, ServerProcess, free_port, port_is_free, wait_port
 from .rsgi_support import TIMEOUT, wait_for
+from .server_support import ServerProcess, free_port, port_is_free, server_env
 
 APPS = 'tests.apps.server_api_apps'
 TARGET_TEXT = f'loaded {TARGET}'
@@ -154,30 +152,15 @@ def test_a_picklable_target_loader_is_accepted():
 
 
 @pytest.fixture
-def scripts(tmp_path):
+def scripts(server_pool):
     """scripts(mode) -> ServerProcess running `python -m tests.apps.server_api_apps <mode> <port>`."""
-    started = []
 
     def start(mode: str) -> ServerProcess:
         port = free_port()
-        log_path = tmp_path / f'{mode}-{port}.log'
-        env = {k: v for k, v in os.environ.items() if not k.startswith('GRANIAN_')}
-        env['PYTHONUNBUFFERED'] = '1'
-        with open(log_path, 'wb') as log:
-            proc = subprocess.Popen(
-                [sys.executable, '-m', APPS, mode, str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        server = ServerProcess(proc, port, log_path)
-        started.append(server)
-        try:
-            wait_port(port, proc)
-        except RuntimeError as exc:
-            raise AssertionError(f'{exc}\n--- server log ---\n{server.log}') from None
-        return server
+        cmd = [sys.executable, '-m', APPS, mode, str(port)]
+        return server_pool.launch(cmd, port=port, env=server_env(clean=True), name=mode)
 
-    yield start
-    for server in started:
-        server.stop()
+    return start
 
 
 def get_text(server: ServerProcess, path: str = '/') -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
 from .rsgi_support import HOST, TIMEOUT, RawH2, RawHTTP1, RawResponse, request_bytes
+from .server_support import ROOT, ServerPool, free_port, granian_cmd, wait_for
 
 APPS = {
     'rsgi': 'tests.apps.static_apps:rsgi_app',
@@ -87,21 +87,6 @@ def build_tree(base: Path) -> Path:
     return pub
 
 
-def spawn(log_path: Path, target: str, *args: str, interface: str = 'rsgi') -> ServerProcess:
-    port = free_port()
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    cmd = granian_cmd('--interface', interface, '--port', str(port), *args, target)
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    srv = ServerProcess(proc, port, log_path)
-    try:
-        wait_port(port, proc)
-    except RuntimeError as exc:
-        srv.stop()
-        raise RuntimeError(f'{exc}\n--- server log ---\n{srv.log}') from None
-    return srv
-
-
 @pytest.fixture(scope='module')
 def tree(tmp_path_factory) -> Path:
     return build_tree(tmp_path_factory.mktemp('static'))
@@ -110,24 +95,15 @@ def tree(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def server(tree, tmp_path_factory):
     """The mount at the default route (/static), default expiry, no dir-to-file."""
-    srv = spawn(tmp_path_factory.mktemp('logs') / 'plain.log', RSGI_APP, '--static-path-mount', str(tree))
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('plain')) as pool:
+        yield pool.start(RSGI_APP, '--static-path-mount', str(tree))
 
 
 @pytest.fixture(scope='module')
 def indexed(tree, tmp_path_factory):
     """The same mount with `--static-path-dir-to-file index.html`."""
-    srv = spawn(
-        tmp_path_factory.mktemp('logs') / 'indexed.log',
-        RSGI_APP,
-        '--static-path-mount',
-        str(tree),
-        '--static-path-dir-to-file',
-        'index.html',
-    )
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('indexed')) as pool:
+        yield pool.start(RSGI_APP, '--static-path-mount', str(tree), '--static-path-dir-to-file', 'index.html')
 
 
 # -- raw requests ------------------------------------------------------------------------------
@@ -208,7 +184,9 @@ def settled(tree):
         (tree / name).write_bytes(content)
         os.utime(tree / name, (MTIME, MTIME))
     (tree / 'moving-link.txt').symlink_to('alpha.txt')
-    time.sleep(2.5)
+    # A change time cannot be set: the files are old enough once the clock has passed theirs by 2 s.
+    paths = [tree / name for name in [*CACHED, 'moving-link.txt']]
+    wait_for(lambda: all(time.time() - path.lstat().st_ctime > 2.2 for path in paths), what='the files to settle')
     return tree
 
 
@@ -770,7 +748,7 @@ def test_large_file_streams_with_bounded_memory(start_server, tmp_path):
         while chunk := f.read(1 << 20):
             expected.update(chunk)
 
-    srv = start_server(RSGI_APP, '--static-path-mount', str(mount), '--workers', '1')
+    srv = start_server(RSGI_APP, '--static-path-mount', str(mount), workers=1)
     pid = int(fetch(srv.port, '/pid').body)
     assert pid != srv.proc.pid
     assert fetch(srv.port, '/static/huge.bin', headers=[('range', 'bytes=-3')]).body == b'END'

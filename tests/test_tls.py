@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from granian import Granian
 from granian.errors import ConfigurationError
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
+from .server_support import ROOT, ServerPool, ServerProcess, free_port, granian_cmd
 
 HOST = '127.0.0.1'
 TIMEOUT = 10
@@ -130,6 +130,11 @@ def test_generated_key_formats(certs):
     assert certs.crl.read_text().startswith('-----BEGIN X509 CRL-----')
 
 
+def tls(certs: Certs) -> tuple:
+    """The server certificate and key, for `start_server(..., tls=...)`."""
+    return certs.cert, certs.key
+
+
 def tls_args(certs: Certs, *extra: str) -> tuple:
     return ('--ssl-certificate', str(certs.cert), '--ssl-keyfile', str(certs.key), *extra)
 
@@ -200,33 +205,11 @@ def http1_over(sock) -> bytes:
 # -- servers ---------------------------------------------------------------------------------------------------------
 
 
-def spawn(log_dir: Path, target: str, *args: str, interface: str = 'rsgi') -> ServerProcess:
-    port = free_port()
-    log_path = log_dir / f'server-{port}.log'
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(
-            granian_cmd('--interface', interface, '--port', str(port), *args, target),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = ServerProcess(proc, port, log_path)
-    try:
-        wait_port(port, proc)
-    except RuntimeError as exc:
-        server.stop()
-        raise RuntimeError(f'{exc}\n--- server log ---\n{server.log}') from None
-    return server
-
-
 @pytest.fixture(scope='module')
 def server(tmp_path_factory, certs):
     """RSGI over HTTPS with the default settings (HTTP auto, TLS 1.3 minimum, no client certificates)."""
-    srv = spawn(tmp_path_factory.mktemp('tls-server'), RSGI, *tls_args(certs))
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('tls-server')) as pool:
+        yield pool.start(RSGI, tls=tls(certs))
 
 
 # -- HTTPS basics ------------------------------------------------------------------------------------------------------
@@ -315,7 +298,7 @@ def test_client_certificate_ignored_without_ssl_ca(server, certs):
 
 
 def test_tls12_accepted_when_minimum_is_tls12(start_server, certs):
-    srv = start_server(RSGI, *tls_args(certs, '--ssl-protocol-min', 'tls1.2'))
+    srv = start_server(RSGI, '--ssl-protocol-min', 'tls1.2', tls=tls(certs))
     with tls_connect(srv.port, client_context(certs, max_version=ssl.TLSVersion.TLSv1_2)) as sock:
         assert sock.version() == 'TLSv1.2'
         assert http1_over(sock).startswith(b'HTTP/1.1 200')
@@ -344,10 +327,8 @@ def test_tls12_accepted_when_minimum_is_tls12(start_server, certs):
 )
 def test_key_formats(start_server, certs, cert, key, password):
     # PKCS#8 with an EC key is what the module-wide `server` uses.
-    args = ['--ssl-certificate', str(getattr(certs, cert)), '--ssl-keyfile', str(getattr(certs, key))]
-    if password is not None:
-        args += ['--ssl-keyfile-password', password]
-    srv = start_server(RSGI, *args)
+    args = [] if password is None else ['--ssl-keyfile-password', password]
+    srv = start_server(RSGI, *args, tls=(getattr(certs, cert), getattr(certs, key)))
     assert_serves(srv, certs)
     assert https_get(srv, certs).json()['scheme'] == 'https'
 
@@ -365,19 +346,19 @@ def assert_refused(srv, certs, client_cert=None) -> None:
 
 def test_mtls_optional(start_server, certs):
     """--ssl-ca without --ssl-client-verify: certificates are checked when given, not required."""
-    srv = start_server(RSGI, *tls_args(certs, '--ssl-ca', str(certs.ca)))
+    srv = start_server(RSGI, '--ssl-ca', str(certs.ca), tls=tls(certs))
     assert_serves(srv, certs)
     assert_serves(srv, certs, client_cert=certs.client)
 
 
 def test_mtls_optional_still_checks_given_certificates(start_server, certs):
-    srv = start_server(RSGI, *tls_args(certs, '--ssl-ca', str(certs.ca)))
+    srv = start_server(RSGI, '--ssl-ca', str(certs.ca), tls=tls(certs))
     assert_refused(srv, certs, client_cert=certs.foreign_client)
     assert_serves(srv, certs)
 
 
 def test_mtls_required(start_server, certs):
-    srv = start_server(RSGI, *tls_args(certs, '--ssl-ca', str(certs.ca), '--ssl-client-verify'))
+    srv = start_server(RSGI, '--ssl-ca', str(certs.ca), '--ssl-client-verify', tls=tls(certs))
     assert_refused(srv, certs)
     assert_refused(srv, certs, client_cert=certs.foreign_client)
     assert_serves(srv, certs, client_cert=certs.client)
@@ -394,7 +375,7 @@ def test_mtls_required(start_server, certs):
 
 def test_mtls_crl(start_server, certs):
     srv = start_server(
-        RSGI, *tls_args(certs, '--ssl-ca', str(certs.ca), '--ssl-crl', str(certs.crl), '--ssl-client-verify')
+        RSGI, '--ssl-ca', str(certs.ca), '--ssl-crl', str(certs.crl), '--ssl-client-verify', tls=tls(certs)
     )
     assert_refused(srv, certs, client_cert=certs.revoked_client)
     assert_serves(srv, certs, client_cert=certs.client)
@@ -403,7 +384,7 @@ def test_mtls_crl(start_server, certs):
 
 def test_mtls_crl_optional_verification(start_server, certs):
     """With a CRL but no --ssl-client-verify: anonymous clients are served, revoked certificates still refused."""
-    srv = start_server(RSGI, *tls_args(certs, '--ssl-ca', str(certs.ca), '--ssl-crl', str(certs.crl)))
+    srv = start_server(RSGI, '--ssl-ca', str(certs.ca), '--ssl-crl', str(certs.crl), tls=tls(certs))
     assert_serves(srv, certs)
     assert_serves(srv, certs, client_cert=certs.client)
     assert_refused(srv, certs, client_cert=certs.revoked_client)
@@ -420,16 +401,7 @@ def test_certificate_chains_with_intermediate(start_server, tmp_path):
     root_pem = _write(tmp_path / 'root.pem', root.cert_pem.bytes())
     client_pem = _write(tmp_path / 'client.pem', client_cert.private_key_and_cert_chain_pem.bytes())
     assert len(server_cert.cert_chain_pems) == 2
-    srv = start_server(
-        RSGI,
-        '--ssl-certificate',
-        str(chain),
-        '--ssl-keyfile',
-        str(key),
-        '--ssl-ca',
-        str(root_pem),
-        '--ssl-client-verify',
-    )
+    srv = start_server(RSGI, '--ssl-ca', str(root_pem), '--ssl-client-verify', tls=(chain, key))
     for h2 in (False, True):
         ctx = ssl.create_default_context(cafile=str(root_pem))  # the root only: the server must send the rest
         ctx.load_cert_chain(str(client_pem))
@@ -456,16 +428,8 @@ def test_mtls_crl_repeatable(start_server, certs, tmp_path):
     second = _write(tmp_path / 'other-crl.pem', empty_crl.public_bytes(serialization.Encoding.PEM))
     srv = start_server(
         RSGI,
-        *tls_args(
-            certs,
-            '--ssl-ca',
-            str(certs.ca),
-            '--ssl-crl',
-            str(second),
-            '--ssl-crl',
-            str(certs.crl),
-            '--ssl-client-verify',
-        ),
+        *('--ssl-ca', str(certs.ca), '--ssl-crl', str(second), '--ssl-crl', str(certs.crl), '--ssl-client-verify'),
+        tls=tls(certs),
     )
     assert_refused(srv, certs, client_cert=certs.revoked_client)
     assert_serves(srv, certs, client_cert=certs.client)
@@ -475,7 +439,7 @@ def test_mtls_crl_repeatable(start_server, certs, tmp_path):
 
 
 def test_asgi_scope_scheme_https(start_server, certs):
-    srv = start_server(ASGI, *tls_args(certs), interface='asgi')
+    srv = start_server(ASGI, tls=tls(certs), interface='asgi')
     for h2, version in ((False, '1.1'), (True, '2')):
         response = https_get(srv, certs, path='/', h2=h2)
         assert response.status_code == 200
@@ -483,7 +447,7 @@ def test_asgi_scope_scheme_https(start_server, certs):
 
 
 def test_wsgi_url_scheme_https(start_server, certs):
-    srv = start_server(WSGI, *tls_args(certs), interface='wsgi')
+    srv = start_server(WSGI, tls=tls(certs), interface='wsgi')
     for h2, protocol in ((False, 'HTTP/1.1'), (True, 'HTTP/2')):
         response = https_get(srv, certs, path='/', h2=h2)
         assert response.status_code == 200
@@ -495,7 +459,7 @@ def test_wsgi_url_scheme_https(start_server, certs):
 
 
 def test_alpn_http1_only(start_server, certs):
-    srv = start_server(RSGI, *tls_args(certs, '--http', '1'))
+    srv = start_server(RSGI, '--http', '1', tls=tls(certs))
     # An h2-only client: either it falls back to HTTP/1.1 or the negotiation fails cleanly.
     try:
         sock = tls_connect(srv.port, client_context(certs, alpn=['h2']))
@@ -516,7 +480,7 @@ def test_alpn_http1_only(start_server, certs):
 
 
 def test_alpn_http2_only(start_server, certs):
-    srv = start_server(RSGI, *tls_args(certs, '--http', '2'))
+    srv = start_server(RSGI, '--http', '2', tls=tls(certs))
     # httpx offers both versions and ALPN picks HTTP/2.
     response = https_get(srv, certs, h2=True, h1=True)
     assert response.status_code == 200

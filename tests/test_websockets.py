@@ -19,8 +19,8 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
-from .asgi_support import spawn
 from .rsgi_support import HOST, TIMEOUT, RawHTTP1, request_bytes, wait_for
+from .server_support import ServerPool
 
 TARGETS = {'rsgi': 'tests.apps.ws_apps:rsgi_app', 'asgi': 'tests.apps.ws_apps:asgi_app'}
 MiB = 1024 * 1024
@@ -38,15 +38,14 @@ def servers(tmp_path_factory):
     """One server per interface, started on first use, shared by the module."""
     started = {}
 
-    def get(interface: str):
-        if interface not in started:
-            log = tmp_path_factory.mktemp(f'ws-{interface}') / 'server.log'
-            started[interface] = spawn(TARGETS[interface], log, interface=interface)
-        return started[interface]
+    with ServerPool(tmp_path_factory.mktemp('ws')) as pool:
 
-    yield get
-    for server in started.values():
-        server.stop()
+        def get(interface: str):
+            if interface not in started:
+                started[interface] = pool.start(TARGETS[interface], interface=interface)
+            return started[interface]
+
+        yield get
 
 
 @pytest.fixture(params=['rsgi', 'asgi'])
@@ -721,14 +720,7 @@ def test_websockets_over_tls(start_server, tls_files, interface):
     The asyncio client is used here: the sync client's reader thread races its own close over TLS
     (python-websockets/websockets#1596) and sometimes misses the server's close frame.
     """
-    server = start_server(
-        TARGETS[interface],
-        '--ssl-certificate',
-        str(tls_files / 'cert.pem'),
-        '--ssl-keyfile',
-        str(tls_files / 'key.pem'),
-        interface=interface,
-    )
+    server = start_server(TARGETS[interface], interface=interface, tls=(tls_files / 'cert.pem', tls_files / 'key.pem'))
     context = ssl.create_default_context(cafile=str(tls_files / 'ca.pem'))
 
     async def scenario():

@@ -10,8 +10,6 @@ import subprocess
 
 import pytest
 
-from .asgi_support import spawn
-
 # Invalid UTF-8 split across the chunks of one frame: tungstenite validates text per complete
 # frame, so the close (1007, as required) comes when the frame ends rather than at the bad byte.
 KNOWN_NON_STRICT = {'6.4.3', '6.4.4'}
@@ -24,20 +22,18 @@ def case_key(case_id: str) -> list:
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize('interface', ['rsgi', 'asgi'])
-def test_autobahn_cases(interface, tmp_path):
+def test_autobahn_cases(start_server, interface, tmp_path):
     kosoku = shutil.which('kosoku')
     assert kosoku, 'kosoku is in the dev dependencies: uv sync'
-    server = spawn(f'tests.apps.ws_apps:{interface}_app', tmp_path / 'server.log', interface=interface)
-    try:
-        run = subprocess.run(
-            [kosoku, f'ws://127.0.0.1:{server.port}/echo', '-x', '12.*', '-x', '13.*', '-o', str(tmp_path / 'report')],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=540,
-        )
-    finally:
-        server.stop()
+    server = start_server(f'tests.apps.ws_apps:{interface}_app', interface=interface)
+    run = subprocess.run(
+        [kosoku, f'ws://127.0.0.1:{server.port}/echo', '-x', '12.*', '-x', '13.*', '-o', str(tmp_path / 'report')],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
+    server.stop()
     assert run.returncode == 0, run.stdout + run.stderr
     (cases,) = json.loads((tmp_path / 'report' / 'index.json').read_text()).values()
     assert len(cases) >= 300

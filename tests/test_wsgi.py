@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,54 +12,33 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
 from .rsgi_support import TIMEOUT, H2Response, RawH2, RawHTTP1, get, request_bytes, wait_for
+from .server_support import ROOT, ServerPool, free_port, granian_cmd
 
 APP = 'tests.apps.wsgi_app:app'
 ERROR_LINE = 'Application callable raised an exception'
 
 
-def spawn(cmd: list, log_path: Path, port: int) -> ServerProcess:
-    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    srv = ServerProcess(proc, port, log_path)
-    try:
-        wait_port(port, proc)
-    except RuntimeError as exc:
-        srv.stop()
-        raise RuntimeError(f'{exc}\n--- server log ---\n{srv.log}') from None
-    return srv
-
-
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     """One server with the default options for the tests that need nothing special (each uses its own keys)."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp('wsgi') / 'server.log'
-    srv = spawn(granian_cmd('--interface', 'wsgi', '--port', str(port), APP), log_path, port)
-    yield srv
-    srv.stop()
+    with ServerPool(tmp_path_factory.mktemp('wsgi')) as pool:
+        yield pool.start(APP, interface='wsgi')
 
 
 @pytest.fixture
-def api_server(tmp_path):
+def api_server(server_pool):
     """Starts the server through the Python API (`Granian(...).serve()`), for options the CLI bounds."""
-    servers = []
 
-    def start(**options) -> ServerProcess:
+    def start(**options):
         port = free_port()
         code = (
             'from granian.server import Granian\n'
             f"Granian({APP!r}, interface='wsgi', address='127.0.0.1', port={port}, **{options!r}).serve()\n"
         )
-        srv = spawn([sys.executable, '-c', code], tmp_path / f'api-{port}.log', port)
-        servers.append(srv)
-        return srv
+        return server_pool.launch([sys.executable, '-c', code], port=port, name='api')
 
-    yield start
-    for srv in servers:
-        srv.stop()
+    return start
 
 
 def new_key() -> str:
@@ -91,10 +69,21 @@ def vm_hwm_kib(pid: int) -> int:
     raise AssertionError('no VmHWM')
 
 
-def hold_concurrently(url: str, count: int, workdir: Path, expected: int):
-    """Sends `count` concurrent /hold requests, each on its own connection; once `expected` of them run
-    in the app (and a moment more for any extra one to show up), opens the gate. Returns how many ran
-    before the gate opened and the JSON of every response."""
+def accept_queue(port: int) -> int:
+    """Connections to 127.0.0.1:`port` the server has not accepted yet: the accept queue of its listener,
+    as the kernel reports it (Linux: the receive queue of a socket in LISTEN state)."""
+    local = f'0100007F:{port:04X}'
+    for line in Path('/proc/net/tcp').read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == '0A':
+            return int(fields[4].split(':')[1], 16)
+    raise AssertionError(f'no listener on 127.0.0.1:{port}')
+
+
+def hold_concurrently(url: str, count: int, workdir: Path, expected: int, held_back=None):
+    """Sends `count` concurrent /hold requests, each on its own connection; once `expected` of them run in
+    the app (and, with `held_back`, once `held_back()` shows the others waiting in the server), opens the
+    gate. Returns how many ran before the gate opened and the JSON of every response."""
     arrived = workdir / f'arrived-{new_key()}'
     arrived.mkdir()
     gate = workdir / f'gate-{new_key()}'
@@ -105,17 +94,21 @@ def hold_concurrently(url: str, count: int, workdir: Path, expected: int):
         assert response.status_code == 200
         return response.json()
 
+    def running() -> int:
+        return len(list(arrived.iterdir()))
+
     with ThreadPoolExecutor(count) as pool:
         futures = [pool.submit(one) for _ in range(count)]
         try:
-            wait_for(lambda: len(list(arrived.iterdir())) >= expected, timeout=15, what=f'{expected} requests')
-            # Room for a request beyond the limit to (wrongly) start: it must not.
-            time.sleep(0.5)
-            running = len(list(arrived.iterdir()))
+            wait_for(lambda: running() >= expected, timeout=15, what=f'{expected} requests')
+            if held_back is not None:
+                # Either an extra request (wrongly) runs, or the server shows it holds the extra ones back.
+                wait_for(lambda: running() > expected or held_back(), timeout=15, what='the extra requests')
+            ran = running()
         finally:
             gate.touch()
         results = [f.result(timeout=30) for f in futures]
-    return running, results
+    return ran, results
 
 
 # -- the environ ------------------------------------------------------------------------------------------------
@@ -255,7 +248,7 @@ def test_script_name_from_url_path_prefix(start_server):
 
 
 def test_multiprocess_with_several_workers(start_server):
-    srv = start_server(APP, '--workers', '2', interface='wsgi')
+    srv = start_server(APP, interface='wsgi', workers=2)
     env = httpx.get(srv.url + '/environ', timeout=TIMEOUT).json()
     assert env['wsgi.multiprocess'] is True
     assert env['wsgi.multithread'] is True
@@ -630,6 +623,8 @@ def test_blocking_pool_grows_to_its_maximum_and_shrinks_when_idle(api_server, tm
     srv = api_server(blocking_threads=4, blocking_threads_idle_timeout=1)
     running, results = hold_concurrently(srv.url, 6, tmp_path, expected=4)
     assert running == 4
+    # Four threads ran all six requests, four of them at once: a fifth thread, whenever it had run one
+    # of them, would show as a fifth ident (and, while the first four held, as a fifth active request).
     assert len({r['ident'] for r in results}) == 4
     assert max(r['active'] for r in results) == 4
     assert all(r['thread_name'].startswith('granian-blocki') for r in results)
@@ -661,11 +656,10 @@ def h2_burst_of_holds(port: int, count: int, workdir: Path, expected: int) -> tu
             streams.append(stream)
         conn._flush()
         try:
-            wait_for(lambda: len(list(arrived.iterdir())) >= expected, timeout=3, what=f'{expected} requests')
-        except AssertionError:
-            pass
-        running = len(list(arrived.iterdir()))
-        gate.touch()
+            wait_for(lambda: len(list(arrived.iterdir())) >= expected, what=f'{expected} requests running at once')
+            running = len(list(arrived.iterdir()))
+        finally:
+            gate.touch()
         results = [json.loads(conn.response(stream).body) for stream in streams]
     return running, results
 
@@ -701,8 +695,11 @@ def test_blocking_threads_idle_timeout_cli_range():
 
 def test_backpressure_queues_extra_connections(start_server, tmp_path):
     srv = start_server(APP, '--backpressure', '2', '--blocking-threads', '4', interface='wsgi')
-    running, results = hold_concurrently(srv.url, 3, tmp_path, expected=2)
-    # The third connection waited; once a slot freed it was served: nothing was dropped.
+    running, results = hold_concurrently(
+        srv.url, 3, tmp_path, expected=2, held_back=lambda: accept_queue(srv.port) >= 1
+    )
+    # The third connection waited, not accepted while two requests held their slots; once a slot freed
+    # it was served: nothing was dropped.
     assert running == 2
     assert len(results) == 3
     assert max(r['active'] for r in results) == 2

@@ -2,59 +2,40 @@
 
 import hashlib
 import os
-import subprocess
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
-from .conftest import ROOT, ServerProcess, free_port, granian_cmd, wait_port
 from .rsgi_support import TIMEOUT, wait_for
+from .server_support import ServerPool
 
 FLASK = 'tests.apps.flask_app:app'
 DJANGO = 'tests.apps.django_wsgi.wsgi:application'
 
 
-def spawn(target: str, workdir, *args: str) -> ServerProcess:
-    port = free_port()
+@contextmanager
+def framework_server(target: str, workdir, *args: str):
+    """The app served over WSGI, with a file to download (its bytes in `srv.download`)."""
     download = workdir / 'download.bin'
     download.write_bytes(os.urandom(512 * 1024 + 3))
-    env = {
-        **os.environ,
-        'PYTHONUNBUFFERED': '1',
-        'WSGI_TEST_DOWNLOAD': str(download),
-        'DJANGO_SETTINGS_MODULE': 'tests.apps.django_wsgi.settings',
-    }
-    log_path = workdir / 'server.log'
-    with open(log_path, 'wb') as log:
-        proc = subprocess.Popen(
-            granian_cmd('--interface', 'wsgi', '--port', str(port), *args, target),
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    srv = ServerProcess(proc, port, log_path)
-    srv.download = download.read_bytes()
-    try:
-        wait_port(port, proc)
-    except RuntimeError as exc:
-        srv.stop()
-        raise RuntimeError(f'{exc}\n--- server log ---\n{srv.log}') from None
-    return srv
+    env = {'WSGI_TEST_DOWNLOAD': str(download), 'DJANGO_SETTINGS_MODULE': 'tests.apps.django_wsgi.settings'}
+    with ServerPool(workdir) as pool:
+        srv = pool.start(target, *args, interface='wsgi', env=env)
+        srv.download = download.read_bytes()
+        yield srv
 
 
 @pytest.fixture(scope='module')
 def flask_server(tmp_path_factory):
-    srv = spawn(FLASK, tmp_path_factory.mktemp('flask'))
-    yield srv
-    srv.stop()
+    with framework_server(FLASK, tmp_path_factory.mktemp('flask')) as srv:
+        yield srv
 
 
 @pytest.fixture(scope='module')
 def django_server(tmp_path_factory):
-    srv = spawn(DJANGO, tmp_path_factory.mktemp('django-wsgi'), '--url-path-prefix', '/dj')
-    yield srv
-    srv.stop()
+    with framework_server(DJANGO, tmp_path_factory.mktemp('django-wsgi'), '--url-path-prefix', '/dj') as srv:
+        yield srv
 
 
 @pytest.fixture(params=['h1', 'h2'])

@@ -2,7 +2,7 @@
 
 HTTP routes (both):
   /            'ok <tag>' where tag tells app instances apart
-  /slow        sleeps 0.5 s, then answers 'slow done'
+  /slow        sleeps 0.5 s, then answers 'slow done' (`slow_started` counts the calls that began)
   /proto       the HTTP version the app saw
 Websocket route (both): /ws echoes text messages.
 """
@@ -16,6 +16,7 @@ class AsgiApp:
     def __init__(self, tag: str = 'asgi'):
         self.tag = tag
         self.events: List[str] = []
+        self.slow_started = 0
 
     async def __call__(self, scope, receive, send):
         if scope['type'] == 'lifespan':
@@ -36,6 +37,7 @@ class AsgiApp:
                 await send({'type': 'websocket.send', 'text': message.get('text') or ''})
         path = scope['path']
         if path == '/slow':
+            self.slow_started += 1
             await asyncio.sleep(0.5)
             body = b'slow done'
         elif path == '/proto':
@@ -52,6 +54,7 @@ class RsgiApp:
     def __init__(self, tag: str = 'rsgi'):
         self.tag = tag
         self.events: List[str] = []
+        self.slow_started = 0
 
     def __rsgi_init__(self, loop):
         self.events.append('init')
@@ -69,6 +72,7 @@ class RsgiApp:
                 await transport.send_str(message.data if isinstance(message.data, str) else message.data.decode())
         path = scope.path
         if path == '/slow':
+            self.slow_started += 1
             await asyncio.sleep(0.5)
             body = 'slow done'
         elif path == '/proto':

@@ -100,11 +100,14 @@ async def app(scope, proto):
     if path == '/noresponse':
         return None
     if path == '/twice':
+        key = query.get('id', 'twice')
         proto.response_str(200, [], 'first')
         try:
             proto.response_str(200, [], 'second')
         except ProtocolError:
-            EVENTS['twice'] = 'ProtocolError'
+            EVENTS[key] = 'ProtocolError'
+        else:
+            EVENTS[key] = 'accepted'
         return None
     if path == '/bad-header':
         try:

@@ -36,9 +36,10 @@ async def app(scope, proto):
             },
         )
     if path == '/slow':
-        # The marker line tells a test that the request reached the app.
+        # The marker lines tell a test when the request reached the app, and when the app was done with it.
         print(f'slow request started {query.get("id", "")}', flush=True)
         await asyncio.sleep(float(query.get('s', 2)))
+        print(f'slow request finished {query.get("id", "")}', flush=True)
         return proto.response_str(200, [], 'slept')
     if path == '/upload':
         total = chunks = biggest = 0

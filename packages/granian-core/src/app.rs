@@ -2,6 +2,7 @@
 //! request cycle on the loop: each request is handed to the loop thread, where the
 //! interface starts the app.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -145,23 +146,41 @@ impl AppContext {
         Ok(watching.then_some(future))
     }
 
-    /// A future resolved with None once `stream` has room for more data again; with what
-    /// `gone` gives when the client went away instead.
-    pub fn wait_for_room(
+    /// A future for the app, resolved on the loop with what `reply` makes of the outcome of
+    /// `work`, which runs on `runtime`.
+    pub fn future_from<T: Send + 'static>(
         &self,
         py: Python<'_>,
         runtime: &tokio::runtime::Handle,
-        stream: StreamSlot,
-        gone: fn(Python<'_>) -> PyResult<Py<PyAny>>,
+        work: impl Future<Output = T> + Send + 'static,
+        reply: impl FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
     ) -> PyResult<Py<PyAny>> {
         let future = self.handles.future(py)?.unbind();
-        let reply = future.clone_ref(py);
+        let target = future.clone_ref(py);
         let bridge = self.bridge.clone();
         runtime.spawn(async move {
-            let room = stream.room().await;
-            resolve(&bridge, reply, move |py| if room { Ok(py.None()) } else { gone(py) });
+            let outcome = work.await;
+            resolve(&bridge, target, move |py| reply(py, outcome));
         });
         Ok(future)
+    }
+
+    /// A future resolved with None once `work` (run on `runtime`) gives `true`: a full
+    /// queue took a message, a stream has room again; with what `otherwise` gives when it
+    /// gives `false` (the client went away).
+    pub fn when_done(
+        &self,
+        py: Python<'_>,
+        runtime: &tokio::runtime::Handle,
+        work: impl Future<Output = bool> + Send + 'static,
+        otherwise: fn(Python<'_>) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        self.future_from(
+            py,
+            runtime,
+            work,
+            move |py, done| if done { Ok(py.None()) } else { otherwise(py) },
+        )
     }
 }
 
@@ -174,67 +193,55 @@ pub fn log_exception(logger: &Bound<'_, PyAny>, message: &str, err: &PyErr) {
     let _ = logger.call_method("error", (message,), Some(&kwargs));
 }
 
-/// An interface whose apps run on the event loop. Its requests go through the shared cycle;
-/// the interface only builds what the app sees and starts it, on the loop thread.
-pub trait LoopInterface: Send + Sync + 'static {
-    fn context(&self) -> &Arc<AppContext>;
-
-    /// Whether websocket upgrades go to the app (else they are plain requests).
-    fn websockets(&self) -> bool;
-
-    /// Starts the app for an HTTP request.
-    fn start_http(&self, py: Python<'_>, req: Request<Incoming>, peer: SocketAddr, call: Call);
-
-    /// Starts the app for a websocket upgrade request.
-    fn start_websocket(&self, py: Python<'_>, req: Request<Incoming>, peer: SocketAddr, call: Call, upgrade: WsUpgrade);
-}
-
-/// What an interface gets to serve one request: where the answer goes, the request's
-/// state, and the runtime its connection lives on.
+/// What an interface gets to serve one request: the request, where the answer goes, the
+/// request's state, and the runtime its connection lives on.
 pub struct Call {
+    pub req: Request<Incoming>,
+    pub peer: SocketAddr,
     pub response: ResponseSlot,
     pub state: Arc<RequestState>,
     pub runtime: tokio::runtime::Handle,
 }
 
-impl<I: LoopInterface> Handler for I {
+/// How an interface starts its app for an HTTP request, and for a websocket upgrade; `S` is
+/// what the interface's requests share besides the context.
+pub type StartHttp<S> = fn(Python<'_>, &Arc<AppContext>, &S, Call);
+pub type StartWebsocket<S> = fn(Python<'_>, &Arc<AppContext>, &S, Call, WsUpgrade);
+
+/// The handler of an interface whose apps run on the event loop (RSGI, ASGI): each request
+/// goes through the shared cycle and is handed to the loop thread, where the interface
+/// builds what the app sees and starts it.
+pub struct LoopHandler<S> {
+    pub ctx: Arc<AppContext>,
+    pub shared: S,
+    /// Whether websocket upgrades go to the app (else they are plain requests).
+    pub websockets: bool,
+    pub start_http: StartHttp<S>,
+    pub start_websocket: StartWebsocket<S>,
+}
+
+impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
     async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
-        let upgrade = if self.websockets() {
-            take_upgrade(&mut req)
-        } else {
-            None
-        };
+        let upgrade = if self.websockets { take_upgrade(&mut req) } else { None };
         let runtime = tokio::runtime::Handle::current();
         exchange(move |responder, state| {
-            let bridge = self.context().bridge.clone();
-            bridge.clone().schedule(Box::new(move |py| match upgrade {
-                // The 101 leaves at once: the websocket's traffic follows it.
-                Some(upgrade) => {
-                    let response = ResponseSlot::new(responder);
-                    self.start_websocket(
-                        py,
-                        req,
-                        peer,
-                        Call {
-                            response,
-                            state,
-                            runtime,
-                        },
-                        upgrade,
-                    )
-                }
-                None => {
-                    let response = ResponseSlot::batched(responder, bridge, runtime.clone());
-                    self.start_http(
-                        py,
-                        req,
-                        peer,
-                        Call {
-                            response,
-                            state,
-                            runtime,
-                        },
-                    )
+            let bridge = self.ctx.bridge.clone();
+            bridge.clone().schedule(Box::new(move |py| {
+                let response = match upgrade {
+                    // The 101 leaves at once: the websocket's traffic follows it.
+                    Some(_) => ResponseSlot::new(responder),
+                    None => ResponseSlot::batched(responder, bridge, runtime.clone()),
+                };
+                let call = Call {
+                    req,
+                    peer,
+                    response,
+                    state,
+                    runtime,
+                };
+                match upgrade {
+                    Some(upgrade) => (self.start_websocket)(py, &self.ctx, &self.shared, call, upgrade),
+                    None => (self.start_http)(py, &self.ctx, &self.shared, call),
                 }
             }))
         })

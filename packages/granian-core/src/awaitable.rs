@@ -1,16 +1,20 @@
 //! Awaitables handed to apps without a trip through the event loop, and resuming a
 //! coroutine natively.
 
+use std::sync::Mutex;
+
 use pyo3::exceptions::{PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-/// An awaitable whose value is already known: awaiting it never touches the event loop.
-/// It holds no state that awaiting changes, so one shared instance serves every operation
-/// that completed with None (no object allocated per send).
+/// An awaitable whose outcome is already known: awaiting it never touches the event loop.
+/// One that completed with None holds no state that awaiting changes, so one shared
+/// instance serves every such operation (no object allocated per send).
 #[pyclass(frozen, module = "granian._granian")]
 pub struct Ready {
     value: Option<Py<PyAny>>,
+    /// Raised (once) when awaited.
+    error: Mutex<Option<PyErr>>,
 }
 
 /// An awaitable that is already done with `value`.
@@ -18,7 +22,20 @@ pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     if value.is_none(py) {
         return Ok(ready_none(py));
     }
-    Ok(Py::new(py, Ready { value: Some(value) })?.into_any())
+    let ready = Ready {
+        value: Some(value),
+        error: Mutex::new(None),
+    };
+    Ok(Py::new(py, ready)?.into_any())
+}
+
+/// An awaitable that raises `error` as soon as it is awaited.
+pub fn failed(py: Python<'_>, error: PyErr) -> PyResult<Py<PyAny>> {
+    let ready = Ready {
+        value: None,
+        error: Mutex::new(Some(error)),
+    };
+    Ok(Py::new(py, ready)?.into_any())
 }
 
 static READY_NONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
@@ -27,7 +44,11 @@ static READY_NONE: PyOnceLock<Py<Ready>> = PyOnceLock::new();
 pub fn ready_none(py: Python<'_>) -> Py<PyAny> {
     READY_NONE
         .get_or_init(py, || {
-            Py::new(py, Ready { value: None }).expect("allocating the shared Ready awaitable")
+            let ready = Ready {
+                value: None,
+                error: Mutex::new(None),
+            };
+            Py::new(py, ready).expect("allocating the shared Ready awaitable")
         })
         .clone_ref(py)
         .into_any()
@@ -44,38 +65,14 @@ impl Ready {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        if let Some(error) = self.error.lock().ok().and_then(|mut e| e.take()) {
+            return Err(error);
+        }
         match &self.value {
             Some(value) => Err(PyStopIteration::new_err((value.clone_ref(py),))),
             // Ending without an exception set is how an iterator returns None: no StopIteration built.
             None => Ok(None),
         }
-    }
-}
-
-/// An awaitable that raises as soon as it is awaited.
-#[pyclass(module = "granian._granian")]
-pub struct Failed {
-    error: Option<PyErr>,
-}
-
-impl Failed {
-    pub fn new(error: PyErr) -> Self {
-        Self { error: Some(error) }
-    }
-}
-
-#[pymethods]
-impl Failed {
-    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&mut self) -> PyResult<()> {
-        Err(self.error.take().unwrap_or_else(|| PyStopIteration::new_err(())))
     }
 }
 

@@ -23,7 +23,7 @@ pub struct WorkerSettings {
     pub http_mode: String,
     pub http1: Http1Options,
     pub http2: Http2Options,
-    pub tls: Option<TlsOptions>,
+    pub tls: Option<TlsSettings>,
     pub statics: Option<StaticOptions>,
     pub access_log_format: Option<String>,
     pub websockets: bool,
@@ -54,17 +54,6 @@ pub struct Http2Options {
     pub max_frame_size: u32,
     pub max_headers_size: u32,
     pub max_send_buffer_size: usize,
-}
-
-#[derive(FromPyObject)]
-pub struct TlsOptions {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub key_password: Option<String>,
-    pub min_tls13: bool,
-    pub ca: Option<PathBuf>,
-    pub crls: Vec<PathBuf>,
-    pub client_verify: bool,
 }
 
 #[derive(FromPyObject)]
@@ -133,27 +122,6 @@ impl From<&Http2Options> for Http2Settings {
             max_frame_size: options.max_frame_size,
             max_headers_size: options.max_headers_size,
             max_send_buffer_size: options.max_send_buffer_size,
-        }
-    }
-}
-
-impl TlsOptions {
-    /// The TLS settings for a server speaking `mode` (the ALPN protocols it offers).
-    pub fn settings(&self, mode: HttpMode) -> TlsSettings {
-        let alpn: Vec<Vec<u8>> = match mode {
-            HttpMode::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-            HttpMode::Http1 => vec![b"http/1.1".to_vec()],
-            HttpMode::Http2 => vec![b"h2".to_vec()],
-        };
-        TlsSettings {
-            cert: self.cert.clone(),
-            key: self.key.clone(),
-            key_password: self.key_password.clone(),
-            min_tls13: self.min_tls13,
-            ca: self.ca.clone(),
-            crls: self.crls.clone(),
-            client_verify: self.client_verify,
-            alpn,
         }
     }
 }

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKey
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, pyo3::FromPyObject)]
 pub struct TlsSettings {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -19,7 +19,25 @@ pub struct TlsSettings {
     pub ca: Option<PathBuf>,
     pub crls: Vec<PathBuf>,
     pub client_verify: bool,
+    /// The protocols offered (not a Python setting: it follows the HTTP mode).
+    #[pyo3(default)]
     pub alpn: Vec<Vec<u8>>,
+}
+
+impl TlsSettings {
+    /// These settings offering the protocols `alpn`.
+    pub fn with_alpn(&self, alpn: Vec<Vec<u8>>) -> Self {
+        Self {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            key_password: self.key_password.clone(),
+            min_tls13: self.min_tls13,
+            ca: self.ca.clone(),
+            crls: self.crls.clone(),
+            client_verify: self.client_verify,
+            alpn,
+        }
+    }
 }
 
 fn read(option: &str, path: &Path) -> Result<Vec<u8>, String> {

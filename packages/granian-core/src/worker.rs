@@ -12,22 +12,21 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::access_writer::AccessWriter;
-use crate::app::{AppContext, ListenerInfo};
+use crate::app::{AppContext, ListenerInfo, LoopHandler};
 use crate::asgi::scope::AsgiShared;
-use crate::asgi::AsgiHandler;
 use crate::blocking::BlockingPool;
 use crate::bridge::LoopBridge;
 use crate::files::StaticFiles;
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
 use crate::log::AccessFormat;
 use crate::net::{Listener, SocketHolder};
-use crate::rsgi::RsgiHandler;
 use crate::runner::LoopHandles;
 use crate::runtime::{start, RuntimeConfig};
-use crate::settings::{StaticOptions, TlsOptions, WorkerSettings};
-use crate::tls::{server_cert_pem, server_config};
+use crate::settings::{StaticOptions, WorkerSettings};
+use crate::tls::{server_cert_pem, server_config, TlsSettings};
 use crate::wsgi::scope::WsgiShared;
 use crate::wsgi::WsgiHandler;
+use crate::{asgi, rsgi};
 
 /// Checks an access log format, for a clear error before serving.
 #[pyfunction]
@@ -37,8 +36,8 @@ pub fn check_access_log_format(format: &str) -> PyResult<()> {
 
 /// Builds the TLS configuration once to report a bad file or password before serving.
 #[pyfunction]
-pub fn check_tls(tls: TlsOptions) -> PyResult<()> {
-    server_config(&tls.settings(HttpMode::Auto))
+pub fn check_tls(tls: TlsSettings) -> PyResult<()> {
+    server_config(&tls.with_alpn(HttpMode::Auto.alpn()))
         .map(|_| ())
         .map_err(PyValueError::new_err)
 }
@@ -165,7 +164,7 @@ impl Worker {
         let http_mode = settings.http_mode()?;
         let tls = match &settings.tls {
             Some(tls) => {
-                let tls = tls.settings(http_mode);
+                let tls = tls.with_alpn(http_mode.alpn());
                 let acceptor = TlsAcceptor::from(server_config(&tls).map_err(PyValueError::new_err)?);
                 let cert: Arc<str> = server_cert_pem(&tls).map_err(PyValueError::new_err)?.into();
                 Some((acceptor, cert))
@@ -212,9 +211,12 @@ impl Worker {
         self.launch(
             listener,
             bridge,
-            Arc::new(RsgiHandler {
+            Arc::new(LoopHandler {
                 ctx,
+                shared: (),
                 websockets: self.websockets,
+                start_http: rsgi::http::start,
+                start_websocket: rsgi::ws::start,
             }),
             on_stopped,
         )
@@ -241,10 +243,12 @@ impl Worker {
         self.launch(
             listener,
             bridge,
-            Arc::new(AsgiHandler {
+            Arc::new(LoopHandler {
                 ctx,
                 shared,
                 websockets: self.websockets,
+                start_http: asgi::http::start,
+                start_websocket: asgi::ws::start,
             }),
             on_stopped,
         )

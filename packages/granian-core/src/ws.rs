@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::body::ResponseBody;
-use crate::http::response::response;
+use crate::http::response::{error_response, response, ResponseSlot};
 
 /// The largest message (and frame) a client may send.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -126,9 +126,70 @@ pub struct WsChannel {
 
 pub enum Sent {
     Queued,
-    /// The queue is full: await this send on the runtime.
-    Full(mpsc::Sender<Message>, Message),
+    /// The queue is full: deliver it on the runtime.
+    Full(PendingSend),
     Closed,
+}
+
+/// A message the full outgoing queue could not take yet.
+pub struct PendingSend {
+    sender: mpsc::Sender<Message>,
+    message: Message,
+}
+
+impl PendingSend {
+    /// Waits for room and queues the message; `false` when the socket closed meanwhile.
+    pub async fn deliver(self) -> bool {
+        self.sender.send(self.message).await.is_ok()
+    }
+}
+
+/// A websocket upgrade waiting for the app's answer: accepted (101, then the upgrade
+/// completes on the runtime), refused (403) or denied with a response of the app's.
+pub struct PendingUpgrade {
+    response: ResponseSlot,
+    upgrade: Mutex<Option<WsUpgrade>>,
+}
+
+impl PendingUpgrade {
+    pub fn new(response: ResponseSlot, upgrade: WsUpgrade) -> Self {
+        Self {
+            response,
+            upgrade: Mutex::new(Some(upgrade)),
+        }
+    }
+
+    fn take(&self) -> Option<WsUpgrade> {
+        self.upgrade.lock().ok().and_then(|mut u| u.take())
+    }
+
+    /// Answers 101 with `headers` and completes the upgrade on `runtime`, where `then` gets
+    /// the channel (None if the client went away first). `false` if already answered.
+    pub fn accept(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        headers: HeaderMap,
+        then: impl FnOnce(Option<Arc<WsChannel>>) + Send + 'static,
+    ) -> bool {
+        let Some(upgrade) = self.take() else {
+            return false;
+        };
+        self.response.send(switching_protocols(&upgrade.accept_key, headers));
+        runtime.spawn(async move {
+            then(establish(upgrade.on_upgrade, MAX_MESSAGE).await.ok());
+        });
+        true
+    }
+
+    /// Answers `response` instead of upgrading; `false` if already answered.
+    pub fn deny(&self, response: Response<ResponseBody>) -> bool {
+        self.take().is_some() && self.response.send(response)
+    }
+
+    /// Refuses the upgrade (403); `false` if already answered.
+    pub fn reject(&self) -> bool {
+        self.deny(error_response(StatusCode::FORBIDDEN))
+    }
 }
 
 impl WsChannel {
@@ -143,7 +204,10 @@ impl WsChannel {
         };
         match self.outgoing.try_send(message) {
             Ok(()) => Sent::Queued,
-            Err(mpsc::error::TrySendError::Full(message)) => Sent::Full(self.outgoing.clone(), message),
+            Err(mpsc::error::TrySendError::Full(message)) => Sent::Full(PendingSend {
+                sender: self.outgoing.clone(),
+                message,
+            }),
             Err(mpsc::error::TrySendError::Closed(_)) => Sent::Closed,
         }
     }
@@ -187,7 +251,7 @@ impl WsChannel {
 }
 
 /// Completes the upgrade and starts the reader and writer tasks.
-pub async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<WsChannel>, hyper::Error> {
+async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<WsChannel>, hyper::Error> {
     let upgraded = on_upgrade.await?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message))

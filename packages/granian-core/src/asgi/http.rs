@@ -1,21 +1,18 @@
 //! ASGI 3 over HTTP: `receive` and `send`, implemented natively.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::header::HeaderMap;
-use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use http::StatusCode;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::messages::{flow_error, message, protocol_error, sent_message, unsupported_message};
-use super::scope::{http_scope, AsgiShared};
+use super::scope::{scope, AsgiShared};
 use crate::app::{AppContext, Call};
 use crate::awaitable::{ready, ready_none};
-use crate::bridge::resolve;
 use crate::convert::{byte_headers, bytes_of, chunk_of, status_code};
 use crate::http::body::ResponseBody;
 use crate::http::request::RequestBody;
@@ -25,15 +22,8 @@ use crate::http::stream::{Chunk, StreamSend, StreamSlot};
 use crate::task::Finisher;
 
 /// Starts the app for an HTTP request.
-pub fn start(
-    py: Python<'_>,
-    ctx: &Arc<AppContext>,
-    shared: &AsgiShared,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    call: Call,
-) {
-    let (parts, body) = req.into_parts();
+pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, shared: &AsgiShared, call: Call) {
+    let (parts, body) = call.req.into_parts();
     let request = Arc::new(AsgiRequest {
         ctx: ctx.clone(),
         runtime: call.runtime,
@@ -47,7 +37,7 @@ pub fn start(
     ctx.start_app(
         py,
         || {
-            let scope = http_scope(py, shared, &ctx.listener, &parts, peer)?;
+            let scope = scope(py, shared, &ctx.listener, &parts, call.peer, false)?;
             let receive = Py::new(py, HttpReceive(request.clone()))?;
             let send = Py::new(py, HttpSend(request.clone()))?;
             let finished = request.clone();
@@ -93,20 +83,16 @@ impl AsgiRequest {
     fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if !self.body.is_finished() {
             self.request_delivered.store(true, Ordering::Relaxed);
-            let future = self.ctx.handles.future(py)?.unbind();
-            let reply = future.clone_ref(py);
             let body = self.body.clone();
-            let bridge = self.ctx.bridge.clone();
-            self.runtime.spawn(async move {
-                let outcome = body.read_chunk().await;
-                resolve(&bridge, reply, move |py| match outcome {
+            let read = async move { body.read_chunk().await };
+            return self
+                .ctx
+                .future_from(py, &self.runtime, read, |py, outcome| match outcome {
                     Ok(Some((data, more))) => request_message(py, &data, more),
                     Ok(None) => request_message(py, b"", false),
                     // The client went away mid-body.
                     Err(_) => disconnect_message(py),
                 });
-            });
-            return Ok(future);
         }
         if !self.request_delivered.swap(true, Ordering::Relaxed) {
             return ready(py, request_message(py, b"", false)?);
@@ -223,7 +209,7 @@ impl AsgiRequest {
             StreamSend::Sent | StreamSend::Closed => Ok(ready_none(py)),
             StreamSend::Wait => self
                 .ctx
-                .wait_for_room(py, &self.runtime, self.stream.clone(), |py| Ok(py.None())),
+                .when_done(py, &self.runtime, self.stream.clone().room(), |py| Ok(py.None())),
         }
     }
 

@@ -39,13 +39,15 @@ impl AsgiShared {
     }
 }
 
-/// The scope of an HTTP request.
-pub fn http_scope<'py>(
+/// The scope of a request: HTTP, or a websocket (its type, scheme, subprotocols and
+/// extensions differ).
+pub fn scope<'py>(
     py: Python<'py>,
     shared: &AsgiShared,
     listener: &ListenerInfo,
     parts: &http::request::Parts,
     peer: SocketAddr,
+    websocket: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
     let scope = PyDict::new(py);
     let asgi = PyDict::new(py);
@@ -59,16 +61,25 @@ pub fn http_scope<'py>(
         ))?;
     }
     let extensions = PyDict::new(py);
-    extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
-    if let Some(tls) = parts.extensions.get::<Arc<TlsInfo>>() {
-        extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+    if websocket {
+        extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+    } else {
+        extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+        if let Some(tls) = parts.extensions.get::<Arc<TlsInfo>>() {
+            extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
+        }
     }
-    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    let (kind, scheme) = match (websocket, listener.scheme) {
+        (false, scheme) => (intern!(py, "http"), scheme),
+        (true, "https") => (intern!(py, "websocket"), "wss"),
+        (true, _) => (intern!(py, "websocket"), "ws"),
+    };
+    scope.set_item(intern!(py, "type"), kind)?;
     scope.set_item(intern!(py, "asgi"), asgi)?;
     scope.set_item(intern!(py, "http_version"), version_labels(parts.version).asgi)?;
     scope.set_item(intern!(py, "server"), shared.server.bind(py))?;
     scope.set_item(intern!(py, "client"), (peer.ip().to_string(), peer.port()))?;
-    scope.set_item(intern!(py, "scheme"), listener.scheme)?;
+    scope.set_item(intern!(py, "scheme"), scheme)?;
     scope.set_item(intern!(py, "method"), parts.method.as_str())?;
     scope.set_item(intern!(py, "root_path"), shared.root_path.as_str())?;
     scope.set_item(intern!(py, "path"), decode_path(parts.uri.path()).as_ref())?;
@@ -82,34 +93,17 @@ pub fn http_scope<'py>(
     if let Some(state) = &shared.state {
         scope.set_item(intern!(py, "state"), state.bind(py).copy()?)?;
     }
-    Ok(scope)
-}
-
-/// The scope of a websocket: the HTTP one with its type, scheme, subprotocols and extensions.
-pub fn websocket_scope<'py>(
-    py: Python<'py>,
-    shared: &AsgiShared,
-    listener: &ListenerInfo,
-    parts: &http::request::Parts,
-    peer: SocketAddr,
-) -> PyResult<Bound<'py, PyDict>> {
-    let scope = http_scope(py, shared, listener, parts, peer)?;
-    scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
-    let scheme = if listener.scheme == "https" { "wss" } else { "ws" };
-    scope.set_item(intern!(py, "scheme"), scheme)?;
-    let subprotocols = PyList::empty(py);
-    for value in parts.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
-        for token in value.to_str().unwrap_or("").split(',') {
-            let token = token.trim();
-            if !token.is_empty() {
-                subprotocols.append(token)?;
+    if websocket {
+        let subprotocols = PyList::empty(py);
+        for value in parts.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+            for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                if !token.is_empty() {
+                    subprotocols.append(token)?;
+                }
             }
         }
+        scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
     }
-    scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
-    let extensions = PyDict::new(py);
-    extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
-    scope.set_item(intern!(py, "extensions"), extensions)?;
     Ok(scope)
 }
 

@@ -1,45 +1,36 @@
 //! ASGI websockets: `websocket.*` messages over the core's websocket channel, and the
 //! `websocket.http.response` denial extension.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderValue, SEC_WEBSOCKET_PROTOCOL};
-use http::{HeaderMap, Request, StatusCode};
-use hyper::body::Incoming;
+use http::{HeaderMap, StatusCode};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use super::messages::{message as msg, protocol_error, sent_message, unsupported_message};
-use super::scope::{websocket_scope, AsgiShared};
+use super::scope::{scope, AsgiShared};
 use crate::app::{AppContext, Call};
 use crate::awaitable::{ready, ready_none};
 use crate::bridge::resolve;
 use crate::convert::{byte_headers, status_code};
 use crate::http::body::ResponseBody;
-use crate::http::response::{error_response, response, ResponseSlot};
+use crate::http::response::response;
 use crate::task::Finisher;
-use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade, MAX_MESSAGE};
+use crate::ws::{Outgoing, PendingUpgrade, Sent, WsChannel, WsEvent, WsUpgrade};
 
 /// Starts the app for a websocket upgrade request.
-pub fn start(
-    py: Python<'_>,
-    ctx: &Arc<AppContext>,
-    shared: &AsgiShared,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    call: Call,
-    upgrade: WsUpgrade,
-) {
-    let (parts, _) = req.into_parts();
-    // On failure the socket, and its response slot, go down: the client gets a 500.
+pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, shared: &AsgiShared, call: Call, upgrade: WsUpgrade) {
+    let (parts, _) = call.req.into_parts();
+    let pending = PendingUpgrade::new(call.response, upgrade);
+    // On failure the socket, and the pending upgrade, go down: the client gets a 500.
     ctx.start_app(
         py,
         || {
-            let scope = websocket_scope(py, shared, &ctx.listener, &parts, peer)?;
-            let socket = Arc::new(AsgiWebsocket::new(ctx.clone(), call.runtime, call.response, upgrade));
+            let scope = scope(py, shared, &ctx.listener, &parts, call.peer, true)?;
+            let socket = Arc::new(AsgiWebsocket::new(ctx.clone(), call.runtime, pending));
             let receive = Py::new(py, WsReceive(socket.clone()))?;
             let send = Py::new(py, WsSend(socket.clone()))?;
             let finisher: Finisher = Box::new(move |py, error| socket.app_finished(py, error));
@@ -75,8 +66,7 @@ struct State {
 pub struct AsgiWebsocket {
     ctx: Arc<AppContext>,
     runtime: tokio::runtime::Handle,
-    response: ResponseSlot,
-    upgrade: Mutex<Option<WsUpgrade>>,
+    pending: PendingUpgrade,
     state: Arc<Mutex<State>>,
 }
 
@@ -106,17 +96,11 @@ fn disconnect<'py>(py: Python<'py>, code: u16, reason: &str) -> PyResult<Bound<'
 }
 
 impl AsgiWebsocket {
-    pub fn new(
-        ctx: Arc<AppContext>,
-        runtime: tokio::runtime::Handle,
-        response: ResponseSlot,
-        upgrade: WsUpgrade,
-    ) -> Self {
+    fn new(ctx: Arc<AppContext>, runtime: tokio::runtime::Handle, pending: PendingUpgrade) -> Self {
         Self {
             ctx,
             runtime,
-            response,
-            upgrade: Mutex::new(Some(upgrade)),
+            pending,
             state: Arc::new(Mutex::new(State {
                 phase: Phase::Connecting,
                 channel: None,
@@ -181,12 +165,6 @@ impl AsgiWebsocket {
                 if !matches!(state.phase, Phase::Handshake | Phase::Connecting) {
                     return Err(protocol_error("'websocket.accept' is only valid during the handshake"));
                 }
-                let upgrade = self
-                    .upgrade
-                    .lock()
-                    .ok()
-                    .and_then(|mut u| u.take())
-                    .ok_or_else(|| protocol_error("the websocket was already answered"))?;
                 let mut headers = match message.get_item(intern!(py, "headers"))? {
                     Some(h) => byte_headers(&h)?,
                     None => HeaderMap::new(),
@@ -199,12 +177,8 @@ impl AsgiWebsocket {
                         headers.insert(SEC_WEBSOCKET_PROTOCOL, value);
                     }
                 }
-                state.phase = Phase::Accepted;
-                drop(state);
-                self.response.send(switching_protocols(&upgrade.accept_key, headers));
                 let shared = self.state.clone();
-                self.runtime.spawn(async move {
-                    let channel = establish(upgrade.on_upgrade, MAX_MESSAGE).await.ok();
+                let accepted = self.pending.accept(&self.runtime, headers, move |channel| {
                     let waiting = {
                         let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
                         state.channel = channel.clone();
@@ -215,6 +189,10 @@ impl AsgiWebsocket {
                         then(channel.clone());
                     }
                 });
+                if !accepted {
+                    return Err(protocol_error("the websocket was already answered"));
+                }
+                state.phase = Phase::Accepted;
                 Ok(ready_none(py))
             }
             "websocket.send" => {
@@ -259,9 +237,7 @@ impl AsgiWebsocket {
                 if accepted {
                     return self.deliver(py, Outgoing::Close(code, reason));
                 }
-                if self.upgrade.lock().ok().and_then(|mut u| u.take()).is_some() {
-                    self.response.send(error_response(StatusCode::FORBIDDEN));
-                }
+                self.pending.reject();
                 Ok(ready_none(py))
             }
             "websocket.http.response.start" => {
@@ -299,9 +275,8 @@ impl AsgiWebsocket {
                 };
                 if !more {
                     if let Phase::Denying(status, headers, body) = std::mem::replace(&mut state.phase, Phase::Closed) {
-                        self.upgrade.lock().ok().and_then(|mut u| u.take());
-                        self.response
-                            .send(response(status, headers, ResponseBody::full(body.freeze())));
+                        self.pending
+                            .deny(response(status, headers, ResponseBody::full(body.freeze())));
                     }
                 }
                 Ok(ready_none(py))
@@ -315,15 +290,11 @@ impl AsgiWebsocket {
         if let Some(channel) = channel {
             match channel.send(outgoing) {
                 Sent::Queued | Sent::Closed => return Ok(ready_none(py)),
-                Sent::Full(sender, message) => {
-                    let future = self.ctx.handles.future(py)?.unbind();
-                    let reply = future.clone_ref(py);
-                    let bridge = self.ctx.bridge.clone();
-                    self.runtime.spawn(async move {
-                        let _ = sender.send(message).await;
-                        resolve(&bridge, reply, |py| Ok(py.None()));
-                    });
-                    return Ok(future);
+                // Spec 2.3: sending to a closed websocket is a no-op.
+                Sent::Full(pending) => {
+                    return self
+                        .ctx
+                        .when_done(py, &self.runtime, pending.deliver(), |py| Ok(py.None()))
                 }
             }
         }
@@ -335,8 +306,8 @@ impl AsgiWebsocket {
         self.with_channel(Box::new(move |channel| {
             runtime.spawn(async move {
                 if let Some(channel) = channel {
-                    if let Sent::Full(sender, message) = channel.send(outgoing) {
-                        let _ = sender.send(message).await;
+                    if let Sent::Full(pending) = channel.send(outgoing) {
+                        pending.deliver().await;
                     }
                 }
                 resolve(&bridge, reply, |py| Ok(py.None()));
@@ -347,9 +318,8 @@ impl AsgiWebsocket {
 
     pub fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
         self.ctx.report_app_end(py, error);
-        if self.upgrade.lock().ok().and_then(|mut u| u.take()).is_some() {
+        if self.pending.reject() {
             // Returned (or failed) without accepting: the handshake is refused.
-            self.response.send(error_response(StatusCode::FORBIDDEN));
             return;
         }
         let accepted = self

@@ -41,6 +41,17 @@ pub enum HttpMode {
     Http2,
 }
 
+impl HttpMode {
+    /// The protocols a TLS server speaking this mode offers (ALPN), preferred first.
+    pub fn alpn(self) -> Vec<Vec<u8>> {
+        match self {
+            HttpMode::Auto => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            HttpMode::Http1 => vec![b"http/1.1".to_vec()],
+            HttpMode::Http2 => vec![b"h2".to_vec()],
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Http1Settings {
     pub header_read_timeout: Duration,

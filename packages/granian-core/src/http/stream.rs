@@ -111,7 +111,7 @@ impl StreamSlot {
     }
 
     /// Waits until the pending data is under the limit; `false` if the client went away.
-    pub async fn room(&self) -> bool {
+    pub async fn room(self) -> bool {
         loop {
             let notified = self.0.room.notified();
             tokio::pin!(notified);

@@ -1,14 +1,12 @@
 //! RSGI over HTTP: the protocol object an app reads the body from and answers with, and
 //! the transport of a streamed response.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{HeaderMap, Response, StatusCode};
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -16,8 +14,7 @@ use pyo3::types::{PyBytes, PyString};
 use super::errors::{ProtocolClosed, ProtocolError};
 use super::scope::Scope;
 use crate::app::{AppContext, Call};
-use crate::awaitable::{ready, ready_none, Failed};
-use crate::bridge::resolve;
+use crate::awaitable::{failed, ready, ready_none};
 use crate::convert::{bytes_of, chunk_of, status_code, str_headers};
 use crate::http::body::ResponseBody;
 use crate::http::request::{ReadError, RequestBody};
@@ -28,13 +25,15 @@ use crate::http::util::check_range;
 use crate::task::Finisher;
 
 /// Starts the app for an HTTP request.
-pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, req: Request<Incoming>, peer: SocketAddr, call: Call) {
-    let (parts, body) = req.into_parts();
+pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, _: &(), call: Call) {
     let Call {
+        req,
+        peer,
         response,
         state,
         runtime,
     } = call;
+    let (parts, body) = req.into_parts();
     let protocol = HttpProtocol {
         ctx: ctx.clone(),
         runtime,
@@ -93,27 +92,23 @@ impl HttpProtocol {
     }
 
     fn spawn_body_read(&self, py: Python<'_>, whole: bool) -> PyResult<Py<PyAny>> {
-        let future = self.ctx.handles.future(py)?.unbind();
-        let reply = future.clone_ref(py);
         let body = self.body.clone();
-        let bridge = self.ctx.bridge.clone();
-        self.runtime.spawn(async move {
-            if whole {
-                let outcome = body.read_all().await;
-                resolve(&bridge, reply, move |py| match outcome {
+        if whole {
+            let read = async move { body.read_all().await };
+            return self
+                .ctx
+                .future_from(py, &self.runtime, read, |py, outcome| match outcome {
                     Ok(data) => Ok(PyBytes::new(py, &data).into_any().unbind()),
                     Err(err) => Err(read_error(err)),
                 });
-            } else {
-                let outcome = body.read_chunk().await;
-                resolve(&bridge, reply, move |py| match outcome {
-                    Ok(Some((data, _))) => Ok(PyBytes::new(py, &data).into_any().unbind()),
-                    Ok(None) => Err(PyStopAsyncIteration::new_err(())),
-                    Err(err) => Err(read_error(err)),
-                });
-            }
-        });
-        Ok(future)
+        }
+        let read = async move { body.read_chunk().await };
+        self.ctx
+            .future_from(py, &self.runtime, read, |py, outcome| match outcome {
+                Ok(Some((data, _))) => Ok(PyBytes::new(py, &data).into_any().unbind()),
+                Ok(None) => Err(PyStopAsyncIteration::new_err(())),
+                Err(err) => Err(read_error(err)),
+            })
     }
 
     /// The app's coroutine ended: a stream it failed in is cut, a request it never
@@ -156,7 +151,7 @@ impl HttpProtocol {
 
     fn __anext__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         if self.body.is_finished() {
-            return Ok(Py::new(py, Failed::new(PyStopAsyncIteration::new_err(())))?.into_any());
+            return failed(py, PyStopAsyncIteration::new_err(()));
         }
         self.spawn_body_read(py, false)
     }
@@ -275,7 +270,7 @@ impl StreamTransport {
         match self.stream.send(data) {
             StreamSend::Sent => Ok(ready_none(py)),
             StreamSend::Closed => Err(ProtocolClosed::new_err("the client disconnected")),
-            StreamSend::Wait => self.ctx.wait_for_room(py, &self.runtime, self.stream.clone(), |_| {
+            StreamSend::Wait => self.ctx.when_done(py, &self.runtime, self.stream.clone().room(), |_| {
                 Err(ProtocolClosed::new_err("the client disconnected"))
             }),
         }

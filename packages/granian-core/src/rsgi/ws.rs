@@ -1,13 +1,11 @@
 //! RSGI websockets: starting the app, the protocol object (`accept`, `close`) and the
 //! transport.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use hyper::body::Incoming;
+use http::HeaderMap;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
@@ -16,26 +14,19 @@ use super::scope::Scope;
 use crate::app::{AppContext, Call};
 use crate::awaitable::{ready, ready_none};
 use crate::bridge::resolve;
-use crate::http::response::{error_response, ResponseSlot};
 use crate::task::Finisher;
-use crate::ws::{establish, switching_protocols, Outgoing, Sent, WsChannel, WsEvent, WsUpgrade, MAX_MESSAGE};
+use crate::ws::{Outgoing, PendingUpgrade, Sent, WsChannel, WsEvent, WsUpgrade};
 
 /// Starts the app for a websocket upgrade request.
-pub fn start(
-    py: Python<'_>,
-    ctx: &Arc<AppContext>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    call: Call,
-    upgrade: WsUpgrade,
-) {
-    let (parts, _) = req.into_parts();
-    // On failure the protocol, and its response slot, go down: the client gets a 500.
+pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, _: &(), call: Call, upgrade: WsUpgrade) {
+    let (parts, _) = call.req.into_parts();
+    let pending = PendingUpgrade::new(call.response, upgrade);
+    // On failure the protocol, and the pending upgrade, go down: the client gets a 500.
     ctx.start_app(
         py,
         || {
-            let scope = Py::new(py, Scope::new(py, "ws", parts, peer, ctx.listener.clone())?)?;
-            let protocol = Py::new(py, WsProtocol::new(ctx.clone(), call.runtime, call.response, upgrade))?;
+            let scope = Py::new(py, Scope::new(py, "ws", parts, call.peer, ctx.listener.clone())?)?;
+            let protocol = Py::new(py, WsProtocol::new(ctx.clone(), call.runtime, pending))?;
             let finished = protocol.clone_ref(py);
             let finisher: Finisher = Box::new(move |py, error| finished.get().app_finished(py, error));
             Ok(((scope, protocol), finisher))
@@ -55,23 +46,16 @@ pub(crate) struct Link {
 pub struct WsProtocol {
     ctx: Arc<AppContext>,
     runtime: tokio::runtime::Handle,
-    response: ResponseSlot,
-    upgrade: Mutex<Option<WsUpgrade>>,
+    pending: PendingUpgrade,
     link: Arc<Mutex<Link>>,
 }
 
 impl WsProtocol {
-    pub fn new(
-        ctx: Arc<AppContext>,
-        runtime: tokio::runtime::Handle,
-        response: ResponseSlot,
-        upgrade: WsUpgrade,
-    ) -> Self {
+    fn new(ctx: Arc<AppContext>, runtime: tokio::runtime::Handle, pending: PendingUpgrade) -> Self {
         Self {
             ctx,
             runtime,
-            response,
-            upgrade: Mutex::new(Some(upgrade)),
+            pending,
             link: Arc::new(Mutex::new(Link::default())),
         }
     }
@@ -86,21 +70,12 @@ impl WsProtocol {
 #[pymethods]
 impl WsProtocol {
     fn accept(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let upgrade = self
-            .upgrade
-            .lock()
-            .ok()
-            .and_then(|mut u| u.take())
-            .ok_or_else(|| ProtocolError::new_err("the websocket was already accepted or closed"))?;
-        self.response
-            .send(switching_protocols(&upgrade.accept_key, http::HeaderMap::new()));
         let future = self.ctx.handles.future(py)?.unbind();
         let reply = future.clone_ref(py);
         let ctx = self.ctx.clone();
         let runtime = self.runtime.clone();
         let link = self.link.clone();
-        self.runtime.spawn(async move {
-            let channel = establish(upgrade.on_upgrade, MAX_MESSAGE).await.ok();
+        let accepted = self.pending.accept(&self.runtime, HeaderMap::new(), move |channel| {
             if let (Some(channel), Ok(mut link)) = (&channel, link.lock()) {
                 link.channel = Some(channel.clone());
                 if let Some(code) = link.pending_close.take() {
@@ -111,28 +86,27 @@ impl WsProtocol {
             resolve(&bridge, reply, move |py| match channel {
                 Some(channel) => {
                     let closed = Arc::new(AtomicBool::new(false));
-                    Ok(Py::new(
-                        py,
-                        WsTransport {
-                            ctx,
-                            runtime,
-                            channel,
-                            closed,
-                        },
-                    )?
-                    .into_any())
+                    let transport = WsTransport {
+                        ctx,
+                        runtime,
+                        channel,
+                        closed,
+                    };
+                    Ok(Py::new(py, transport)?.into_any())
                 }
                 None => Err(ProtocolClosed::new_err("the websocket upgrade failed")),
             });
         });
+        if !accepted {
+            return Err(ProtocolError::new_err("the websocket was already accepted or closed"));
+        }
         Ok(future)
     }
 
     #[pyo3(signature = (status = None))]
     fn close(&self, status: Option<u16>) {
-        if self.upgrade.lock().ok().and_then(|mut u| u.take()).is_some() {
+        if self.pending.reject() {
             // Closing before accepting rejects the upgrade.
-            self.response.send(error_response(StatusCode::FORBIDDEN));
             return;
         }
         let code = status.unwrap_or(1000);
@@ -186,19 +160,9 @@ impl WsTransport {
         match self.channel.send(outgoing) {
             Sent::Queued => Ok(ready_none(py)),
             Sent::Closed => Err(ProtocolClosed::new_err("the websocket is closed")),
-            Sent::Full(sender, message) => {
-                let future = self.ctx.handles.future(py)?.unbind();
-                let reply = future.clone_ref(py);
-                let bridge = self.ctx.bridge.clone();
-                self.runtime.spawn(async move {
-                    let sent = sender.send(message).await;
-                    resolve(&bridge, reply, move |py| match sent {
-                        Ok(()) => Ok(py.None()),
-                        Err(_) => Err(ProtocolClosed::new_err("the websocket is closed")),
-                    });
-                });
-                Ok(future)
-            }
+            Sent::Full(pending) => self.ctx.when_done(py, &self.runtime, pending.deliver(), |_| {
+                Err(ProtocolClosed::new_err("the websocket is closed"))
+            }),
         }
     }
 }
@@ -213,19 +177,16 @@ impl WsTransport {
             self.note_close(&event);
             return ready(py, message(py, event)?);
         }
-        let future = self.ctx.handles.future(py)?.unbind();
-        let reply = future.clone_ref(py);
-        let bridge = self.ctx.bridge.clone();
         let channel = self.channel.clone();
         let closed = self.closed.clone();
-        self.runtime.spawn(async move {
+        let received = async move {
             let event = channel.receive().await;
             if matches!(event, WsEvent::Closed(..)) {
                 closed.store(true, Ordering::Relaxed);
             }
-            resolve(&bridge, reply, move |py| message(py, event));
-        });
-        Ok(future)
+            event
+        };
+        self.ctx.future_from(py, &self.runtime, received, message)
     }
 
     fn send_bytes(&self, py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<Py<PyAny>> {

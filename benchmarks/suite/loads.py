@@ -1,0 +1,129 @@
+"""The load generators: wrk (HTTP/1.1, HTTPS), h2load (HTTP/2) and ws_load.py (websockets), each pinned with
+taskset, and the parsing of what they print into one dict per run: rps, requests, p50_ms, p99_ms, errors, ..."""
+
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import List
+
+from .config import BENCH, ENVS
+from .scenarios import Scenario
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r'([\d.]+)(us|ms|s|m|h)', value).groups()
+    return float(number) * {'us': 0.001, 'ms': 1.0, 's': 1000.0, 'm': 60000.0, 'h': 3600000.0}[unit]
+
+
+def percentile(values: list, fraction: float) -> float:
+    if not values:
+        return float('nan')
+    return values[min(len(values) - 1, max(0, round(fraction * (len(values) - 1))))]
+
+
+def parse_wrk(out: str) -> dict:
+    """What `wrk --latency` printed."""
+    non2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    socket_errors = {}
+    if match := re.search(r'Socket errors: (.*)', out):
+        socket_errors = {k: int(v) for k, v in re.findall(r'(\w+) (\d+)', match.group(1))}
+    requests = re.search(r'(\d+) requests in', out)
+    result = {
+        'rps': float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1)),
+        'requests': int(requests.group(1)) if requests else 0,
+        'p50_ms': to_ms(re.search(r'^\s+50%\s+(\S+)', out, re.MULTILINE).group(1)),
+        'p99_ms': to_ms(re.search(r'^\s+99%\s+(\S+)', out, re.MULTILINE).group(1)),
+        'non2xx': int(non2xx.group(1)) if non2xx else 0,
+        'socket_errors': socket_errors,
+    }
+    result['errors'] = result['non2xx'] + sum(socket_errors.values())
+    return result
+
+
+def load_wrk(scenario: Scenario, port: int, duration: int, cpus: str) -> dict:
+    scheme = 'https' if scenario.tls else 'http'
+    cmd = ['taskset', '-c', cpus, 'wrk', '-t1', f'-c{scenario.connections}', f'-d{duration}s', '--latency']
+    cmd += ['--timeout', '5s']
+    if scenario.script:
+        cmd += ['-s', str(BENCH / scenario.script)]
+    for header in scenario.headers:
+        cmd += ['-H', header]
+    cmd.append(f'{scheme}://127.0.0.1:{port}{scenario.path}')
+    return parse_wrk(subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout)
+
+
+def h2load_latencies(log: Path) -> List[float]:
+    """The latencies (ms, sorted) of h2load's per-request log (`--log-file`: start, status, duration in µs)."""
+    latencies = []
+    with log.open() as rows:
+        for row in rows:
+            parts = row.split('\t')
+            if len(parts) >= 3:
+                latencies.append(int(parts[2]) / 1000)
+    latencies.sort()
+    return latencies
+
+
+def parse_h2load(out: str, latencies: List[float]) -> dict:
+    """What h2load printed, with the sorted latencies of its log."""
+    counts = re.search(r'requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed', out)
+    if not counts:
+        raise RuntimeError(f'h2load: no result in {out[-300:]!r}')
+    codes = re.search(r'status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx', out)
+    return {
+        'rps': float(re.search(r'finished in [\d.]+\w+, ([\d.]+) req/s', out).group(1)),
+        'requests': int(counts.group(3)),
+        'p50_ms': percentile(latencies, 0.50),
+        'p99_ms': percentile(latencies, 0.99),
+        'non2xx': int(codes.group(3)) + int(codes.group(4)) if codes else 0,
+        'errors': int(counts.group(5)),
+    }
+
+
+def load_h2load(scenario: Scenario, port: int, duration: int, cpus: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix='bench-h2load-') as tmp:
+        log = Path(tmp) / 'requests.tsv'
+        cmd = [
+            'taskset', '-c', cpus, 'h2load', '-t1', f'-c{scenario.connections}', f'-m{scenario.streams}',
+            f'-D{max(1, duration)}', f'--log-file={log}', f'http://127.0.0.1:{port}{scenario.path}',
+        ]  # fmt: skip
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
+        latencies = h2load_latencies(log)
+    return parse_h2load(out, latencies)
+
+
+def parse_ws(out: str) -> dict:
+    """What ws_load.py printed (one JSON object)."""
+    result = json.loads(out)
+    return {
+        'rps': result['rate'],
+        'requests': result['echoed'],
+        'p50_ms': result['p50_ms'],
+        'p99_ms': result['p99_ms'],
+        'errors': result['errors'] + result['slow_closes'],
+        'slow_closes': result['slow_closes'],
+        'close_max_ms': result['close_max_ms'],
+        'failures': result['failures'],
+        'seconds': result['seconds'],
+    }
+
+
+def load_ws(scenario: Scenario, port: int, duration: int, cpus: str, messages: int) -> dict:
+    timeout = max(30.0, duration * 10)
+    cmd = [
+        'taskset', '-c', cpus, str(ENVS / 'tools' / 'bin' / 'python'), str(BENCH / 'ws_load.py'),
+        '--url', f'ws://127.0.0.1:{port}{scenario.path}', '--clients', str(scenario.connections),
+        '--messages', str(messages), '--timeout', str(timeout),
+    ]  # fmt: skip
+    return parse_ws(subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout + 30).stdout)
+
+
+def drive(scenario: Scenario, port: int, duration: int, cpus: str, ws_messages: int) -> dict:
+    """The scenario's load for `duration` s (websockets: `ws_messages` per client)."""
+    if scenario.load == 'wrk':
+        return load_wrk(scenario, port, duration, cpus)
+    if scenario.load == 'h2load':
+        return load_h2load(scenario, port, duration, cpus)
+    return load_ws(scenario, port, duration, cpus, ws_messages)
