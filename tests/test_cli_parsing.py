@@ -250,7 +250,7 @@ SEED_OPTIONS = [
     ),
     (
         '--metrics / --no-metrics',
-        'Serve Prometheus metrics on a separate address (not supported yet: refused at startup)',
+        'Serve Prometheus metrics (every worker, from the main process) on a separate address',
         'env var: GRANIAN_METRICS_ENABLED; default: (disabled)',
     ),
     (

@@ -213,6 +213,18 @@ SERVERS = {
             granian=True,
         ),
         Server(
+            'ours-metrics',
+            'ours',
+            ALL_INTERFACES,
+            frozenset(),
+            _granian_cmd,
+            label='ours --metrics',
+            # Port 0: any free port (the runs do not scrape; recording is what costs).
+            extra_args=('--metrics', '--metrics-port', '0'),
+            variant_of='ours',
+            granian=True,
+        ),
+        Server(
             'ours-access-log',
             'ours',
             ALL_INTERFACES,

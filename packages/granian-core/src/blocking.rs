@@ -2,8 +2,11 @@
 //! first exiting after an idle timeout. WSGI apps run here, never on a tokio thread.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::metrics::meter::Meter;
+use crate::metrics::region::{Counter, Gauge};
 
 pub type BlockingJob = Box<dyn FnOnce() + Send>;
 
@@ -22,7 +25,8 @@ fn plain() -> Around {
 }
 
 struct State {
-    jobs: VecDeque<BlockingJob>,
+    /// Each job with when it was queued (kept only with metrics on).
+    jobs: VecDeque<(BlockingJob, Option<Instant>)>,
     idle: usize,
     /// Idle threads already woken for a queued job, not yet running: not available again.
     notified: usize,
@@ -39,6 +43,7 @@ struct Inner {
     idle_timeout: Duration,
     around_thread: Around,
     around_wait: Around,
+    meter: OnceLock<Meter>,
 }
 
 #[derive(Clone)]
@@ -65,12 +70,22 @@ impl BlockingPool {
             wake: Condvar::new(),
             max_threads: max_threads.max(1),
             idle_timeout,
+            meter: OnceLock::new(),
         }))
     }
 
+    /// Reports the pool's threads, queue and time spent into `meter`.
+    pub fn meter(&self, meter: Meter) {
+        let _ = self.0.meter.set(meter);
+    }
+
     pub fn spawn(&self, job: BlockingJob) {
+        let meter = self.0.meter.get();
         let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.jobs.push_back(job);
+        state.jobs.push_back((job, meter.map(|_| Instant::now())));
+        if let Some(meter) = meter {
+            meter.set(Gauge::BlockingQueue, state.jobs.len() as i64);
+        }
         if state.jobs.len() <= state.spinning {
             // Each queued job has a spinning thread about to take it.
             return;
@@ -84,6 +99,9 @@ impl BlockingPool {
         if state.total < self.0.max_threads {
             state.total += 1;
             let index = state.total;
+            if let Some(meter) = meter {
+                meter.set(Gauge::BlockingThreads, state.total as i64);
+            }
             drop(state);
             let inner = self.0.clone();
             let spawned = std::thread::Builder::new()
@@ -127,11 +145,22 @@ enum Woke {
 fn work(inner: &Inner) {
     let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        if let Some(job) = state.jobs.pop_front() {
+        if let Some((job, queued)) = state.jobs.pop_front() {
+            let meter = inner.meter.get();
+            if let Some(meter) = meter {
+                meter.set(Gauge::BlockingQueue, state.jobs.len() as i64);
+            }
             drop(state);
+            let started = Instant::now();
+            if let (Some(meter), Some(queued)) = (meter, queued) {
+                meter.count_duration(Counter::PyWaitUs, started.duration_since(queued));
+            }
             // A panic inside a job must not take the thread (and its count) with it.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
                 log::error!("a blocking job panicked");
+            }
+            if let Some(meter) = meter {
+                meter.count_duration(Counter::BlockingBusyUs, started.elapsed());
             }
             state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
             continue;
@@ -142,6 +171,7 @@ fn work(inner: &Inner) {
         // The lock is given back inside the wait hook: re-taking it there, before the hook
         // restores the GIL, would invert the GIL -> lock order the job loop uses (deadlock).
         state.spinning += 1;
+        let idle_since = Instant::now();
         let mut parked = Some(state);
         let mut woke = None;
         (inner.around_wait)(&mut || {
@@ -174,6 +204,9 @@ fn work(inner: &Inner) {
         let Some(woke) = woke else {
             return;
         };
+        if let Some(meter) = inner.meter.get() {
+            meter.count_duration(Counter::BlockingIdleUs, idle_since.elapsed());
+        }
         state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Woke::Parked { timed_out } = woke {
             state.idle -= 1;
@@ -184,6 +217,9 @@ fn work(inner: &Inner) {
         }
     }
     state.total -= 1;
+    if let Some(meter) = inner.meter.get() {
+        meter.set(Gauge::BlockingThreads, state.total as i64);
+    }
 }
 
 #[cfg(test)]

@@ -13,11 +13,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
+use std::time::Instant;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use crate::http::response::{Delivery, ResponseOutbox};
+use crate::metrics::meter::Meter;
+use crate::metrics::region::Counter;
 
 pub type Job = Box<dyn FnOnce(Python<'_>) + Send>;
 
@@ -28,6 +31,10 @@ const BATCH_LIMIT: usize = 16;
 pub struct BridgeQueue {
     jobs: Mutex<Vec<Job>>,
     signaled: AtomicBool,
+    /// With `--metrics`: where the time jobs wait for the loop is counted, and when the
+    /// first job since the last drain was queued.
+    meter: OnceLock<Meter>,
+    first_queued: Mutex<Option<Instant>>,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
     outbox: Outbox,
@@ -62,6 +69,8 @@ impl BridgeQueue {
         Ok(Self {
             jobs: Mutex::new(Vec::with_capacity(64)),
             signaled: AtomicBool::new(false),
+            meter: OnceLock::new(),
+            first_queued: Mutex::new(None),
             wake_tx,
             wake_rx,
             outbox: Outbox {
@@ -98,10 +107,18 @@ impl BridgeQueue {
         }
     }
 
+    /// Counts the time jobs wait for the loop into `meter`.
+    pub fn meter(&self, meter: Meter) {
+        let _ = self.meter.set(meter);
+    }
+
     /// Queue a job to run on the loop thread. Callable from any thread, GIL or not.
     pub fn schedule(self: &Arc<Self>, job: Job) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).push(job);
         if !self.signaled.swap(true, Ordering::AcqRel) {
+            if self.meter.get().is_some() {
+                *self.first_queued.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            }
             match tokio::runtime::Handle::try_current() {
                 // On a runtime thread, the wake-up waits behind the tasks already runnable:
                 // the other connections that have a request ready queue theirs first, and
@@ -125,6 +142,11 @@ impl BridgeQueue {
         while let Ok(n) = (&self.wake_rx).read(&mut sink) {
             if n < sink.len() {
                 break;
+            }
+        }
+        if let Some(meter) = self.meter.get() {
+            if let Some(queued) = self.first_queued.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                meter.count_duration(Counter::PyWaitUs, queued.elapsed());
             }
         }
         // Cleared before taking the jobs: anything queued after this line wakes us again.

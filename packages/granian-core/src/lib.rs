@@ -1,6 +1,7 @@
 //! The `granian._granian` extension module: registers classes and functions, nothing else.
 
 mod access_writer;
+mod allocator;
 mod app;
 mod asgi;
 mod awaitable;
@@ -10,6 +11,7 @@ mod convert;
 mod files;
 mod http;
 mod log;
+mod metrics;
 mod net;
 mod rsgi;
 mod runner;
@@ -40,6 +42,7 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<task::RustTask>()?;
     m.add_class::<net::SocketHolder>()?;
     m.add_class::<worker::Worker>()?;
+    m.add_class::<metrics::exporter::MetricsExporter>()?;
     m.add_function(wrap_pyfunction!(worker::check_tls, m)?)?;
     m.add_function(wrap_pyfunction!(worker::check_access_log_format, m)?)?;
     m.add_class::<rsgi::scope::Scope>()?;

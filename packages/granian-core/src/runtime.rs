@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::server::{serve_connection, Handler, ServerContext};
+use crate::metrics::meter::Held;
+use crate::metrics::region::{Counter, Gauge};
 use crate::net::Listener;
 use crate::tls::TlsInfo;
 
@@ -140,16 +142,32 @@ where
     let handler = shared.handler.clone();
     let server = shared.server.clone();
     let shutdown = shared.shutdown.clone();
-    match &shared.tls {
+    let meter = shared.server.meter.clone();
+    let _open = meter.as_ref().map(|meter| {
+        meter.count(Counter::ConnectionsHandled, 1);
+        Held::new(meter, Gauge::ConnectionsActive)
+    });
+    let served = match &shared.tls {
         None => serve_connection(io, peer, None, handler, server, shutdown).await,
         Some((acceptor, server_cert)) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
             Ok(Ok(stream)) => {
                 let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1, server_cert.clone()));
                 serve_connection(stream, peer, Some(info), handler, server, shutdown).await
             }
-            Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
-            Err(_) => log::debug!("TLS handshake with {peer} timed out"),
+            failed => {
+                match failed {
+                    Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
+                    _ => log::debug!("TLS handshake with {peer} timed out"),
+                }
+                if let Some(meter) = &meter {
+                    meter.count(Counter::TlsHandshakeFailures, 1);
+                }
+                false
+            }
         },
+    };
+    if let (false, Some(meter)) = (served, &meter) {
+        meter.count(Counter::ConnectionsErr, 1);
     }
 }
 

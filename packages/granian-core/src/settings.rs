@@ -4,6 +4,7 @@
 //! swapped on one side is an error at start-up, not a silent mix-up.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -11,6 +12,8 @@ use pyo3::prelude::*;
 
 use crate::files::{Mount, StaticFiles};
 use crate::http::server::{Http1Settings, Http2Settings, HttpMode};
+use crate::metrics::meter::Meter;
+use crate::metrics::region::Region;
 use crate::runtime::{RuntimeConfig, RuntimeMode};
 use crate::tls::TlsSettings;
 
@@ -28,6 +31,25 @@ pub struct WorkerSettings {
     pub access_log_format: Option<String>,
     pub websockets: bool,
     pub task_impl: String,
+    pub metrics: Option<MetricsOptions>,
+}
+
+/// `granian._native.MetricsSettings`: where this worker counts.
+#[derive(FromPyObject)]
+pub struct MetricsOptions {
+    /// The region the main process created.
+    pub path: PathBuf,
+    /// This process's slot in it.
+    pub slot: usize,
+}
+
+impl MetricsOptions {
+    pub fn meter(&self) -> PyResult<Meter> {
+        let region = Region::open(&self.path).map_err(|err| {
+            PyValueError::new_err(format!("cannot open the metrics region {}: {err}", self.path.display()))
+        })?;
+        Meter::new(Arc::new(region), self.slot).map_err(|err| PyValueError::new_err(err.to_string()))
+    }
 }
 
 /// `granian.http.HTTP1Settings`.

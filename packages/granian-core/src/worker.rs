@@ -19,10 +19,11 @@ use crate::bridge::LoopBridge;
 use crate::files::StaticFiles;
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
 use crate::log::AccessFormat;
+use crate::metrics::meter::Meter;
 use crate::net::{Listener, SocketHolder};
 use crate::runner::LoopHandles;
 use crate::runtime::{start, RuntimeConfig};
-use crate::settings::{StaticOptions, WorkerSettings};
+use crate::settings::{MetricsOptions, StaticOptions, WorkerSettings};
 use crate::tls::{server_cert_pem, server_config, TlsSettings};
 use crate::wsgi::scope::WsgiShared;
 use crate::wsgi::WsgiHandler;
@@ -53,6 +54,7 @@ pub struct Worker {
     rust_tasks: bool,
     statics: Option<StaticFiles>,
     access_format: Option<AccessFormat>,
+    meter: Option<Meter>,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pool: Mutex<Option<BlockingPool>>,
@@ -128,7 +130,11 @@ impl Worker {
             scheme: self.scheme(),
             statics: self.statics.clone(),
             access,
+            meter: self.meter.clone(),
         };
+        if let Some(meter) = &self.meter {
+            bridge.queue.meter(meter.clone());
+        }
         let queue = bridge.queue.clone();
         let on_stopped = Arc::new(on_stopped);
         let notify = Box::new(move || {
@@ -161,6 +167,7 @@ impl Worker {
 impl Worker {
     #[new]
     fn new(py: Python<'_>, settings: WorkerSettings) -> PyResult<Self> {
+        crate::allocator::tune();
         let http_mode = settings.http_mode()?;
         let tls = match &settings.tls {
             Some(tls) => {
@@ -188,6 +195,7 @@ impl Worker {
             rust_tasks: settings.rust_tasks()?,
             statics: settings.statics.as_ref().map(StaticOptions::static_files).transpose()?,
             access_format,
+            meter: settings.metrics.as_ref().map(MetricsOptions::meter).transpose()?,
             shutdown: CancellationToken::new(),
             threads: Mutex::new(Vec::new()),
             pool: Mutex::new(None),
@@ -286,6 +294,9 @@ impl Worker {
                 unsafe { pyo3::ffi::PyEval_RestoreThread(saved) };
             }),
         );
+        if let Some(meter) = &self.meter {
+            pool.meter(meter.clone());
+        }
         *self
             .pool
             .lock()

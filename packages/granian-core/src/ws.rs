@@ -20,6 +20,8 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::http::body::ResponseBody;
 use crate::http::response::{error_response, response, ResponseSlot};
+use crate::metrics::meter::{Held, Meter};
+use crate::metrics::region::{Counter, Gauge};
 
 /// The largest message (and frame) a client may send.
 pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -62,6 +64,8 @@ impl PendingClose {
 pub struct WsUpgrade {
     pub on_upgrade: OnUpgrade,
     pub accept_key: String,
+    /// Counts the websocket's messages, with `--metrics`.
+    pub meter: Option<Meter>,
 }
 
 /// Whether `req` asks for a websocket (RFC 6455 over HTTP/1.1); takes its upgrade handle.
@@ -85,9 +89,11 @@ pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<WsUpgrade> {
         return None;
     }
     let key = headers.get(SEC_WEBSOCKET_KEY)?.as_bytes().to_vec();
+    let meter = req.extensions().get::<Meter>().cloned();
     Some(WsUpgrade {
         on_upgrade: hyper::upgrade::on(req),
         accept_key: derive_accept_key(&key),
+        meter,
     })
 }
 
@@ -176,7 +182,7 @@ impl PendingUpgrade {
         };
         self.response.send(switching_protocols(&upgrade.accept_key, headers));
         runtime.spawn(async move {
-            then(establish(upgrade.on_upgrade, MAX_MESSAGE).await.ok());
+            then(establish(upgrade.on_upgrade, MAX_MESSAGE, upgrade.meter).await.ok());
         });
         true
     }
@@ -251,8 +257,14 @@ impl WsChannel {
 }
 
 /// Completes the upgrade and starts the reader and writer tasks.
-async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<WsChannel>, hyper::Error> {
+async fn establish(
+    on_upgrade: OnUpgrade,
+    max_message: usize,
+    meter: Option<Meter>,
+) -> Result<Arc<WsChannel>, hyper::Error> {
     let upgraded = on_upgrade.await?;
+    let open = meter.as_ref().map(|meter| Held::new(meter, Gauge::WebsocketsOpen));
+    let (meter_in, meter_out) = (meter.clone(), meter);
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message));
@@ -267,8 +279,14 @@ async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<WsCh
     };
     let owed_close = failure_close.clone();
     let reader = tokio::spawn(async move {
+        // Open as long as the client can still send.
+        let _open = open;
         let closed = loop {
-            match stream.next().await {
+            let message = stream.next().await;
+            if let (Some(meter), Some(Ok(Message::Text(_) | Message::Binary(_)))) = (&meter_in, &message) {
+                meter.count(Counter::WebsocketMessagesIn, 1);
+            }
+            match message {
                 Some(Ok(Message::Text(text))) => {
                     if in_tx.send(WsEvent::Text(text.as_str().to_owned())).await.is_err() {
                         break (1006, String::new());
@@ -333,6 +351,9 @@ async fn establish(on_upgrade: OnUpgrade, max_message: usize) -> Result<Arc<WsCh
         let mut closing = false;
         while let Some(message) = out_rx.recv().await {
             closing = matches!(message, Message::Close(_));
+            if let (Some(meter), Message::Text(_) | Message::Binary(_)) = (&meter_out, &message) {
+                meter.count(Counter::WebsocketMessagesOut, 1);
+            }
             if sink.send(message).await.is_err() || closing {
                 break;
             }

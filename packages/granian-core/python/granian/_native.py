@@ -33,6 +33,14 @@ class StaticFilesSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    #: The shared memory region the main process's exporter created.
+    path: Path
+    #: This worker process's slot in it.
+    slot: int
+
+
+@dataclass(frozen=True)
 class WorkerSettings:
     #: 'st' or 'mt'.
     runtime_mode: str
@@ -50,3 +58,5 @@ class WorkerSettings:
     websockets: bool
     #: 'asyncio' or 'rust'.
     task_impl: str
+    #: None unless `--metrics`.
+    metrics: Optional[MetricsSettings] = None

@@ -477,7 +477,7 @@ OPTIONS: Tuple[Option, ...] = (
         'metrics',
         'metrics_enabled',
         'GRANIAN_METRICS_ENABLED',
-        'Serve Prometheus metrics on a separate address (not supported yet: refused at startup)',
+        'Serve Prometheus metrics (every worker, from the main process) on a separate address',
         False,
     ),
     Option(

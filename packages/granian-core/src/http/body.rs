@@ -11,6 +11,8 @@ use tokio_util::io::ReaderStream;
 
 use super::state::DisconnectGuard;
 use super::stream::{StreamRead, StreamReader};
+use crate::metrics::meter::Meter;
+use crate::metrics::region::Counter;
 
 pub type FileReader = Pin<Box<dyn AsyncRead + Send + Sync>>;
 
@@ -28,11 +30,17 @@ pub enum Payload {
 pub struct ResponseBody {
     payload: Payload,
     guard: Option<DisconnectGuard>,
+    /// Counts the bytes handed to hyper, when metrics are on.
+    meter: Option<Meter>,
 }
 
 impl ResponseBody {
     pub fn new(payload: Payload) -> Self {
-        Self { payload, guard: None }
+        Self {
+            payload,
+            guard: None,
+            meter: None,
+        }
     }
 
     pub fn empty() -> Self {
@@ -55,6 +63,11 @@ impl ResponseBody {
             Payload::Stream(_) | Payload::File { .. } => self.guard = Some(guard),
             Payload::Empty | Payload::Full(_) => guard.0.complete(),
         }
+    }
+
+    /// Counts the body's bytes into `meter` as they are written.
+    pub fn count_into(&mut self, meter: Meter) {
+        self.meter = Some(meter);
     }
 
     fn finish(&mut self) {
@@ -86,8 +99,14 @@ impl Body for ResponseBody {
                 Poll::Ready(item) => item.map(|r| r.map(Frame::data)),
             },
         };
-        if next.is_none() {
-            this.finish();
+        match &next {
+            None => this.finish(),
+            Some(Ok(frame)) => {
+                if let (Some(meter), Some(data)) = (&this.meter, frame.data_ref()) {
+                    meter.count(Counter::ResponseBodyBytes, data.len() as u64);
+                }
+            }
+            Some(Err(_)) => {}
         }
         Poll::Ready(next)
     }

@@ -6,6 +6,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
+use crate::metrics::meter::Meter;
+use crate::metrics::region::Counter;
+
 #[derive(Debug)]
 pub enum ReadError {
     /// Another read holds the body, or it was read already.
@@ -16,17 +19,20 @@ pub enum ReadError {
 struct Source {
     incoming: Option<Incoming>,
     finished: bool,
+    meter: Option<Meter>,
 }
 
 #[derive(Clone)]
 pub struct RequestBody(Arc<Mutex<Source>>);
 
 impl RequestBody {
-    pub fn new(incoming: Incoming) -> Self {
+    /// The body of a request; `meter` counts its bytes as they are read.
+    pub fn new(incoming: Incoming, meter: Option<Meter>) -> Self {
         let finished = incoming.is_end_stream();
         Self(Arc::new(Mutex::new(Source {
             incoming: if finished { None } else { Some(incoming) },
             finished,
+            meter,
         })))
     }
 
@@ -35,6 +41,7 @@ impl RequestBody {
         Self(Arc::new(Mutex::new(Source {
             incoming: None,
             finished: true,
+            meter: None,
         })))
     }
 
@@ -50,6 +57,12 @@ impl RequestBody {
             .ok_or(ReadError::Busy)
     }
 
+    fn count(&self, bytes: usize) {
+        if let Some(meter) = self.0.lock().ok().and_then(|s| s.meter.clone()) {
+            meter.count(Counter::RequestBodyBytes, bytes as u64);
+        }
+    }
+
     fn settle(&self, incoming: Option<Incoming>) {
         if let Ok(mut s) = self.0.lock() {
             s.finished = incoming.as_ref().is_none_or(|i| i.is_end_stream());
@@ -62,7 +75,9 @@ impl RequestBody {
         let incoming = self.take()?;
         let collected = incoming.collect().await;
         self.settle(None);
-        collected.map(|c| c.to_bytes()).map_err(ReadError::Interrupted)
+        let data = collected.map(|c| c.to_bytes()).map_err(ReadError::Interrupted)?;
+        self.count(data.len());
+        Ok(data)
     }
 
     /// The next data chunk, and whether more may follow; `None` at the end of the body.
@@ -77,6 +92,7 @@ impl RequestBody {
                         }
                         let more = !incoming.is_end_stream();
                         self.settle(Some(incoming));
+                        self.count(data.len());
                         return Ok(Some((data, more)));
                     }
                 }

@@ -23,6 +23,8 @@ use super::body::ResponseBody;
 use super::util::version_labels;
 use crate::files::StaticFiles;
 use crate::log::{AccessFormat, AccessRecord};
+use crate::metrics::meter::Meter;
+use crate::metrics::region::Counter;
 use crate::tls::TlsInfo;
 
 /// What a protocol (RSGI, ASGI, WSGI) plugs into the HTTP server.
@@ -154,6 +156,8 @@ pub struct ServerContext {
     pub scheme: &'static str,
     pub statics: Option<StaticFiles>,
     pub access: Option<AccessLog>,
+    /// With `--metrics`: where this worker counts.
+    pub meter: Option<Meter>,
 }
 
 async fn dispatch<H: Handler>(
@@ -185,14 +189,32 @@ async fn dispatch<H: Handler>(
             headers,
         )
     });
+    let metered = ctx.meter.as_ref().map(|meter| (meter, Instant::now(), req.version()));
+    if let Some(meter) = &ctx.meter {
+        // The interfaces count body bytes and websocket messages through it.
+        req.extensions_mut().insert(meter.clone());
+    }
     let static_response = match &ctx.statics {
         Some(statics) => statics.serve(req.method(), req.uri().path(), req.headers()).await,
         None => None,
     };
+    let served_static = static_response.is_some();
     let mut response = match static_response {
         Some(response) => response,
         None => handler.handle(req, peer).await,
     };
+    if let Some((meter, started, version)) = metered {
+        meter.request(version, response.status(), started.elapsed());
+        if served_static {
+            meter.count(Counter::StaticHandled, 1);
+            if response.status().as_u16() >= 400 {
+                meter.count(Counter::StaticErr, 1);
+            }
+            meter.count(Counter::StaticBytes, response.body().size_hint().exact().unwrap_or(0));
+        } else {
+            response.body_mut().count_into(meter.clone());
+        }
+    }
     if head_h2 {
         // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
         strip_body(&mut response);
@@ -227,6 +249,7 @@ async fn dispatch<H: Handler>(
 }
 
 /// Serves one connection; on shutdown, lets in-flight requests finish, then closes.
+/// `false` when the connection ended with an error.
 pub async fn serve_connection<IO, H>(
     io: IO,
     peer: SocketAddr,
@@ -234,7 +257,8 @@ pub async fn serve_connection<IO, H>(
     handler: Arc<H>,
     ctx: Arc<ServerContext>,
     shutdown: CancellationToken,
-) where
+) -> bool
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
@@ -283,7 +307,11 @@ pub async fn serve_connection<IO, H>(
         ConnBuilder::Http1(b) => drive!(b.serve_connection(io, service).with_upgrades()),
         ConnBuilder::Http2(b) => drive!(b.serve_connection(io, service)),
     };
-    if let Err(err) = result {
-        log::debug!("connection from {peer} ended with an error: {err}");
+    match result {
+        Ok(()) => true,
+        Err(err) => {
+            log::debug!("connection from {peer} ended with an error: {err}");
+            false
+        }
     }
 }

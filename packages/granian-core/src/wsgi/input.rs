@@ -11,6 +11,8 @@ use pyo3::types::PyBytes;
 use tokio::sync::oneshot;
 
 use crate::http::request::RequestBody;
+use crate::metrics::meter::Meter;
+use crate::metrics::region::Counter;
 
 /// Request bodies up to this size (with a content-length) are read before the app runs.
 const PREFETCH_LIMIT: u64 = 64 * 1024;
@@ -19,16 +21,22 @@ const PREFETCH_LIMIT: u64 = 64 * 1024;
 pub enum InputSource {
     /// The whole body, as the frames it came in (shared, not joined).
     Read(VecDeque<Bytes>),
-    Streamed(Incoming),
+    Streamed(Incoming, Option<Meter>),
 }
 
 impl InputSource {
     /// A small body with a known length is read here, on the runtime: the app then reads it
     /// from memory instead of handing each read back and forth between threads.
-    pub async fn prefetch(incoming: Incoming) -> Result<Self, hyper::Error> {
+    pub async fn prefetch(incoming: Incoming, meter: Option<Meter>) -> Result<Self, hyper::Error> {
         match incoming.size_hint().exact() {
-            Some(len) if len > 0 && len <= PREFETCH_LIMIT => read_frames(incoming).await.map(InputSource::Read),
-            _ => Ok(InputSource::Streamed(incoming)),
+            Some(len) if len > 0 && len <= PREFETCH_LIMIT => {
+                let frames = read_frames(incoming).await?;
+                if let Some(meter) = meter {
+                    meter.count(Counter::RequestBodyBytes, frames.iter().map(|f| f.len() as u64).sum());
+                }
+                Ok(InputSource::Read(frames))
+            }
+            _ => Ok(InputSource::Streamed(incoming, meter)),
         }
     }
 }
@@ -61,7 +69,7 @@ impl WsgiInput {
     pub fn new(source: InputSource, runtime: tokio::runtime::Handle) -> Self {
         match source {
             InputSource::Read(chunks) => Self::read_already(chunks, runtime),
-            InputSource::Streamed(incoming) => Self::streamed(RequestBody::new(incoming), runtime),
+            InputSource::Streamed(incoming, meter) => Self::streamed(RequestBody::new(incoming, meter), runtime),
         }
     }
 

@@ -20,7 +20,7 @@ from .._granian import Worker, check_access_log_format, check_tls
 from .._interfaces import load_interface
 from .._internal import load_target
 from .._loops import loops
-from .._native import StaticFilesSettings, TLSSettings, WorkerSettings
+from .._native import MetricsSettings, StaticFilesSettings, TLSSettings, WorkerSettings
 from ..constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError
 from ..http import HTTP1Settings, HTTP2Settings
@@ -195,8 +195,6 @@ class ServerOptions:
     # -- validation -----------------------------------------------------------------------
 
     def _validate(self) -> None:
-        if self.metrics_enabled:
-            _refuse('metrics_enabled', 'the Prometheus metrics exporter is not part of this build yet')
         if self.blocking_threads not in (None, 1) and load_interface(self.interface).IS_ASYNC:
             _refuse('blocking_threads', f'the {self.interface} interface runs on the event loop: it can only be 1')
         if self.respawn_interval < 0:
@@ -205,6 +203,8 @@ class ServerOptions:
             _refuse('rss_sample_interval', 'must be positive')
         if self.rss_samples < 1:
             _refuse('rss_samples', 'must be at least 1')
+        if self.metrics_enabled and not 1 <= self.metrics_scrape_interval <= 60:
+            _refuse('metrics_scrape_interval', 'must be between 1 and 60 seconds')
         for option in ('workers_lifetime', 'workers_max_rss', 'workers_kill_timeout'):
             value = getattr(self, option)
             if value is not None and value <= 0:
@@ -359,7 +359,7 @@ class ServerOptions:
     def scheme(self) -> str:
         return 'https' if self._tls else 'http'
 
-    def _native_worker(self) -> Worker:
+    def _native_worker(self, metrics: Optional[MetricsSettings] = None) -> Worker:
         """The native worker (Rust runtimes, HTTP stack) these options describe, not serving yet."""
         return Worker(
             WorkerSettings(
@@ -375,6 +375,7 @@ class ServerOptions:
                 access_log_format=(self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
+                metrics=metrics,
             )
         )
 

@@ -11,6 +11,8 @@ import time
 from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
+from .._granian import MetricsExporter
+from .._native import MetricsSettings
 from ..log import logger
 from ._server_options import ServerOptions
 
@@ -30,6 +32,7 @@ class WorkerHandle:
         self.kill_at: Optional[float] = None
         self.rss_over = 0  # consecutive memory samples above the limit
         self.generation = 0  # how many reloads the supervisor had begun when this worker started
+        self.metrics: Optional[MetricsSettings] = None  # its slot of the metrics region, with --metrics
 
     @property
     def name(self) -> str:
@@ -93,8 +96,10 @@ class Supervisor:
         options: ServerOptions,
         before_reload: Callable[[], None],
         check_ready: Callable[[WorkerHandle], Optional[str]],
+        metrics: Optional[MetricsExporter] = None,
     ):
         self.options = options
+        self.metrics = metrics  # the exporter, told of every worker process that starts and ends
         self.before_reload = before_reload  # env files and reload hooks: may raise, which is logged
         self.check_ready = check_ready  # a reason to stop the server once a worker serves, or None
         self.slots: Dict[int, Optional[WorkerHandle]] = {}
@@ -171,6 +176,8 @@ class Supervisor:
         assert self.spawn is not None
         handle = self.spawn(slot)
         handle.generation = self.reloads
+        if self.metrics is not None:
+            handle.metrics = MetricsSettings(path=self.metrics.path, slot=self.metrics.claim(slot))
         handle.start()
         logger.info(f'Spawned {handle.describe()}')
         return handle
@@ -309,6 +316,9 @@ class Supervisor:
     def _on_exit(self, handle: WorkerHandle) -> None:
         status = handle.exit_status()
         handle.close()
+        if self.metrics is not None and handle.metrics is not None:
+            self.metrics.release(handle.metrics.slot)
+            handle.metrics = None
         if handle in self.retiring:
             self.retiring.remove(handle)
             logger.info(f'{handle.describe()} stopped ({status})')
@@ -381,6 +391,8 @@ class Supervisor:
                 del self.respawn_at[slot]
                 if self.slots.get(slot) is None and not self._scheduled(slot):
                     logger.info(f'Respawning worker-{slot}')
+                    if self.metrics is not None:
+                        self.metrics.respawned('err')
                     self.slots[slot] = self._start(slot)
         lifetime = self.options.workers_lifetime
         if lifetime:
@@ -423,7 +435,13 @@ class Supervisor:
             if old is None or not old.ready or old.stop_asked:
                 continue  # (re)starting anyway
             logger.info(f'Replacing {old.describe()} ({reason})')
+            if self.metrics is not None and reason in _RESPAWN_REASONS:
+                self.metrics.respawned(_RESPAWN_REASONS[reason])
             self.pending = self._start(slot)
+
+
+# Replacements the metrics count, by the name the exporter gives their counter.
+_RESPAWN_REASONS = {'lifetime': 'lifetime', 'memory': 'rss'}
 
 
 def _wait_readable(fds: List[int], timeout: float) -> None:

@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 from .._granian import LoopBridge, SocketHolder, Worker
 from .._interfaces import load_interface
 from .._loops import loops
+from .._native import MetricsSettings
 from ..errors import FatalError
 from ..log import logger
 from ._server_options import ServerOptions
@@ -30,8 +31,10 @@ class RunningWorker:
         socket: SocketHolder,
         signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM),
         on_ready: Optional[Callable[[], None]] = None,
+        metrics: Optional[MetricsSettings] = None,
     ):
         self.server = server
+        self.metrics = metrics
         self.socket = socket
         self.signals = tuple(signals)
         self.on_ready = on_ready
@@ -64,7 +67,7 @@ class RunningWorker:
         bridge = attach_bridge(loop)
         with self._signals(loop):
             interface.startup(app, loop)
-            self.native = server._native_worker()
+            self.native = server._native_worker(self.metrics)
             interface.serve(app, self.native, self.socket, bridge, loop, logger, loop.stop)
             if self.on_ready is not None:
                 self.on_ready()

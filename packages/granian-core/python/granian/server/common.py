@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .._granian import SocketHolder
+from .._granian import MetricsExporter, SocketHolder
 from .._internal import build_env_loader
 from ..errors import ConfigurationError, FatalError, PidFileError
 from ..log import (
@@ -46,6 +46,7 @@ class AbstractServer(ServerOptions):
         self._hooks: Dict[str, List[Hook]] = {'startup': [], 'shutdown': [], 'reload': []}
         self._supervisor: Optional[Supervisor] = None
         self._reloader: Optional[Reloader] = None
+        self._metrics: Optional[MetricsExporter] = None
         self._socket: Optional[SocketHolder] = None
         self._previous_signals: Dict[int, Any] = {}
         self._stop_requested = False
@@ -184,7 +185,14 @@ class AbstractServer(ServerOptions):
             socket.close()
             raise
         self._socket = socket
-        supervisor = Supervisor(self, self._before_reload, self._check_ready_worker)
+        if self.metrics_enabled:
+            try:
+                self._metrics = self._start_metrics()
+            except (OSError, ValueError) as exc:
+                self._remove_pid_file()
+                socket.close()
+                raise FatalError(str(exc)) from None
+        supervisor = Supervisor(self, self._before_reload, self._check_ready_worker, self._metrics)
         self._supervisor = supervisor
         where = f'unix:{self.uds}' if self.uds else f'{self.address}:{socket.port}'
         logger.info(f'Listening at: {self.scheme}://{where}')
@@ -194,6 +202,20 @@ class AbstractServer(ServerOptions):
             self._reloader = Reloader(self, functools.partial(supervisor.request, 'reload'))
             self._reloader.start()
         supervisor.start(self._worker_factory(socket, supervisor.wake), self._stop_requested)
+
+    def _start_metrics(self) -> MetricsExporter:
+        # Room for every worker and then some: a replacement starts before the process it
+        # replaces ends, and retiring processes may take a while to finish their requests.
+        exporter = MetricsExporter(
+            self.metrics_address,
+            self.metrics_port,
+            self.workers,
+            str(self.interface),
+            float(self.metrics_scrape_interval),
+            self.workers * 4 + 4,
+        )
+        logger.info(f'Metrics at: http://{self.metrics_address}:{self.metrics_port}/metrics')
+        return exporter
 
     def _serve_loop(self) -> int:
         assert self._supervisor is not None
@@ -209,6 +231,9 @@ class AbstractServer(ServerOptions):
         if supervisor is not None:
             supervisor.kill_leftovers()
             supervisor.close()
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.close()
         socket, self._socket = self._socket, None
         if socket is not None:
             socket.close()

@@ -72,7 +72,7 @@ class _ProcessWorker(WorkerHandle):
         self._ready_r, self._alive_w = ready_r, alive_w
         os.set_blocking(ready_r, False)
         fds = {'listener': self.listener_fd, 'ready': ready_w, 'alive': alive_r}
-        payload = pickle.dumps((self.server, self.slot, fds))
+        payload = pickle.dumps((self.server, self.slot, fds, self.metrics))
         flags = getattr(subprocess, '_args_from_interpreter_flags', list)()
         try:
             self.process = subprocess.Popen(
@@ -221,7 +221,7 @@ def _worker_main(payload: bytes, main: Optional[Tuple[str, str]] = None) -> None
     server: MPServer
     fds: Dict[str, int]
     _load_main_module(main)
-    server, slot, fds = pickle.loads(payload)
+    server, slot, fds, metrics = pickle.loads(payload)
     for fd in fds.values():
         os.set_inheritable(fd, False)  # not for the application's own subprocesses
     configure_logging(server.log_level, server.log_dictconfig, server.log_enabled)
@@ -235,7 +235,7 @@ def _worker_main(payload: bytes, main: Optional[Tuple[str, str]] = None) -> None
         # The pipe stays open: the main process reads its EOF when this process exits.
         os.write(ready_fd, _READY)
 
-    worker = RunningWorker(server, holder, signals=(signal.SIGTERM,), on_ready=on_ready)
+    worker = RunningWorker(server, holder, signals=(signal.SIGTERM,), on_ready=on_ready, metrics=metrics)
     watcher = threading.Thread(target=_watch_main_process, args=(fds['alive'], worker), name='granian-main-watch')
     watcher.daemon = True
     watcher.start()

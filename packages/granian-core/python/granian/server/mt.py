@@ -78,7 +78,9 @@ class _ThreadWorker(WorkerHandle):
 
     def start(self) -> None:
         # Each thread takes its own copy of the listener (SocketHolder hands out clones).
-        self._worker = RunningWorker(self.server, self.socket_holder, signals=(), on_ready=self._on_ready)
+        self._worker = RunningWorker(
+            self.server, self.socket_holder, signals=(), on_ready=self._on_ready, metrics=self.metrics
+        )
         # Daemon: a worker that ignored the kill timeout must not keep the process alive.
         self._thread = threading.Thread(target=self._main, name=f'granian-{self.name}', daemon=True)
         self.pid = os.getpid()
