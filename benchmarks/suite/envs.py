@@ -70,19 +70,16 @@ def source_fingerprint(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def _git(*args: str, check: bool = False) -> str:
+    return subprocess.run(
+        ['git', *args], cwd=ROOT, check=check, capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+
+
 def git_describe() -> str:
     try:
-        rev = subprocess.run(
-            ['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, check=False, capture_output=True, text=True, timeout=30
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ['git', 'status', '--porcelain', '--', 'packages'],
-            cwd=ROOT,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
+        rev = _git('rev-parse', '--short', 'HEAD')
+        dirty = _git('status', '--porcelain', '--', 'packages')
     except (OSError, subprocess.SubprocessError):
         return 'unknown'
     return f'{rev}{"+dirty" if dirty else ""}'
@@ -90,14 +87,7 @@ def git_describe() -> str:
 
 def resolve_revision(ref: str) -> str:
     """The short commit id of a git revision (`--ref`, `--baseline`); CalledProcessError when it names none."""
-    return subprocess.run(
-        ['git', 'rev-parse', '--verify', '--short', f'{ref}^{{commit}}'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    ).stdout.strip()
+    return _git('rev-parse', '--verify', '--short', f'{ref}^{{commit}}', check=True)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ use crate::http::response::ResponseSlot;
 use crate::http::server::Handler;
 use crate::http::state::RequestState;
 use crate::http::stream::StreamSlot;
+use crate::metrics::meter::Meter;
 use crate::runner::LoopHandles;
 use crate::task::Finisher;
 use crate::ws::{take_upgrade, WsUpgrade};
@@ -47,6 +48,8 @@ pub struct AppContext {
     pub logger: Py<PyAny>,
     pub bridge: Arc<BridgeQueue>,
     pub listener: Arc<ListenerInfo>,
+    /// With `--metrics`: where request bodies and websocket messages are counted.
+    pub meter: Option<Meter>,
 }
 
 impl AppContext {
@@ -222,7 +225,10 @@ pub struct LoopHandler<S> {
 
 impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
     async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
-        let upgrade = if self.websockets { take_upgrade(&mut req) } else { None };
+        let upgrade = match self.websockets {
+            true => take_upgrade(&mut req, self.ctx.meter.as_ref()),
+            false => None,
+        };
         let runtime = tokio::runtime::Handle::current();
         exchange(move |responder, state| {
             let bridge = self.ctx.bridge.clone();

@@ -100,6 +100,7 @@ impl Worker {
             logger,
             bridge: bridge.queue.clone(),
             listener: Arc::new(ListenerInfo::new(listener.server_address(), self.scheme())),
+            meter: self.meter.clone(),
         }))
     }
 
@@ -309,6 +310,7 @@ impl Worker {
             multiprocess,
             listener: Arc::new(ListenerInfo::new(listener.server_address(), self.scheme())),
             pool,
+            meter: self.meter.clone(),
         });
         self.launch(listener, bridge, Arc::new(WsgiHandler { shared }), on_stopped)
     }

@@ -69,7 +69,8 @@ pub struct WsUpgrade {
 }
 
 /// Whether `req` asks for a websocket (RFC 6455 over HTTP/1.1); takes its upgrade handle.
-pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<WsUpgrade> {
+/// `meter` counts its messages once upgraded.
+pub fn take_upgrade(req: &mut Request<Incoming>, meter: Option<&Meter>) -> Option<WsUpgrade> {
     if req.method() != Method::GET || req.version() != Version::HTTP_11 {
         return None;
     }
@@ -89,11 +90,10 @@ pub fn take_upgrade(req: &mut Request<Incoming>) -> Option<WsUpgrade> {
         return None;
     }
     let key = headers.get(SEC_WEBSOCKET_KEY)?.as_bytes().to_vec();
-    let meter = req.extensions().get::<Meter>().cloned();
     Some(WsUpgrade {
         on_upgrade: hyper::upgrade::on(req),
         accept_key: derive_accept_key(&key),
-        meter,
+        meter: meter.cloned(),
     })
 }
 

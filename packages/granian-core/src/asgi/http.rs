@@ -19,7 +19,6 @@ use crate::http::request::RequestBody;
 use crate::http::response::{error_response, file_body, open_file, response, ResponseSlot};
 use crate::http::state::RequestState;
 use crate::http::stream::{Chunk, StreamSend, StreamSlot};
-use crate::metrics::meter::Meter;
 use crate::task::Finisher;
 
 /// Starts the app for an HTTP request.
@@ -29,7 +28,7 @@ pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, shared: &AsgiShared, call: C
         ctx: ctx.clone(),
         runtime: call.runtime,
         state: call.state,
-        body: RequestBody::new(body, parts.extensions.get::<Meter>().cloned()),
+        body: RequestBody::new(body, ctx.meter.clone()),
         request_delivered: AtomicBool::new(false),
         response: call.response,
         stream: StreamSlot::default(),

@@ -190,10 +190,6 @@ async fn dispatch<H: Handler>(
         )
     });
     let metered = ctx.meter.as_ref().map(|meter| (meter, Instant::now(), req.version()));
-    if let Some(meter) = &ctx.meter {
-        // The interfaces count body bytes and websocket messages through it.
-        req.extensions_mut().insert(meter.clone());
-    }
     let static_response = match &ctx.statics {
         Some(statics) => statics.serve(req.method(), req.uri().path(), req.headers()).await,
         None => None,

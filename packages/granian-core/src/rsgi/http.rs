@@ -22,7 +22,6 @@ use crate::http::response::{error_response, file_body, open_file, response, Resp
 use crate::http::state::RequestState;
 use crate::http::stream::{Chunk, StreamSend, StreamSlot};
 use crate::http::util::check_range;
-use crate::metrics::meter::Meter;
 use crate::task::Finisher;
 
 /// Starts the app for an HTTP request.
@@ -39,7 +38,7 @@ pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, _: &(), call: Call) {
         ctx: ctx.clone(),
         runtime,
         state,
-        body: RequestBody::new(body, parts.extensions.get::<Meter>().cloned()),
+        body: RequestBody::new(body, ctx.meter.clone()),
         body_taken: AtomicBool::new(false),
         response,
         stream: StreamSlot::default(),

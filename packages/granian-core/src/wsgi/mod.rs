@@ -16,7 +16,6 @@ use crate::http::body::ResponseBody;
 use crate::http::cycle::exchange;
 use crate::http::response::{error_response, ResponseSlot};
 use crate::http::server::Handler;
-use crate::metrics::meter::Meter;
 use input::InputSource;
 use scope::WsgiShared;
 
@@ -27,8 +26,7 @@ pub struct WsgiHandler {
 impl Handler for WsgiHandler {
     async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
         let (parts, incoming) = req.into_parts();
-        let meter = parts.extensions.get::<Meter>().cloned();
-        let body = match InputSource::prefetch(incoming, meter).await {
+        let body = match InputSource::prefetch(incoming, self.shared.meter.clone()).await {
             Ok(body) => body,
             Err(err) => {
                 log::debug!("the client went away while sending the request body: {err}");

@@ -13,6 +13,7 @@ use super::input::WsgiInput;
 use crate::app::{log_exception, ListenerInfo};
 use crate::blocking::BlockingPool;
 use crate::http::util::version_labels;
+use crate::metrics::meter::Meter;
 
 /// What every request of a WSGI worker shares.
 pub struct WsgiShared {
@@ -23,6 +24,8 @@ pub struct WsgiShared {
     pub multiprocess: bool,
     pub listener: Arc<ListenerInfo>,
     pub pool: BlockingPool,
+    /// With `--metrics`: where request bodies are counted.
+    pub meter: Option<Meter>,
 }
 
 impl WsgiShared {
