@@ -11,6 +11,7 @@ import sys
 
 import httpx
 import pytest
+import trustme
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -249,3 +250,34 @@ def test_one_worker_wsgi(start_server):
     )
     assert raw_value(text, 'granian_blocking_threads') >= 1
     assert raw_value(text, 'granian_blocking_busy_cumulative') > 0
+
+
+def test_tls_handshake_failures_are_counted(start_server, tmp_path):
+    ca = trustme.CA()
+    issued = ca.issue_cert(HOST, 'localhost')
+    cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    metrics_port = free_port()
+    server = start_server(
+        'tests.apps.metrics_app:app',
+        '--metrics',
+        '--metrics-port',
+        str(metrics_port),
+        '--metrics-scrape-interval',
+        '1',
+        tls=(cert, key),
+        ready='is serving',
+    )
+    # Plain HTTP to the TLS port: the handshake fails.
+    with socket.create_connection((HOST, server.port)) as raw:
+        raw.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        raw.recv(100)
+    with httpx.Client(verify=False, timeout=5) as client:
+        assert client.get(f'{server.url}/').status_code == 200
+    text = wait_for(
+        lambda: (t := scrape(metrics_port).text) and raw_value(t, 'granian_requests_handled') >= 1 and t,
+        what='the HTTPS request counted',
+    )
+    assert raw_value(text, 'granian_tls_handshake_failures') == 1
+    assert raw_value(text, 'granian_connections_err') == 1
