@@ -71,6 +71,8 @@ struct Shared {
 pub struct MetricsExporter {
     shared: Arc<Shared>,
     path: PathBuf,
+    /// The port bound (the one asked for, or the one the system chose for 0).
+    port: u16,
     shutdown: CancellationToken,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -100,6 +102,7 @@ impl MetricsExporter {
             ))
         })?;
         listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
         let path = region_path();
         let region = Region::create(&path, capacity)
             .map_err(|err| PyOSError::new_err(format!("cannot create the metrics region {}: {err}", path.display())))?;
@@ -124,9 +127,15 @@ impl MetricsExporter {
         Ok(Self {
             shared,
             path,
+            port,
             shutdown,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
     }
 
     /// The region's file, for the workers to open.

@@ -214,7 +214,7 @@ class AbstractServer(ServerOptions):
             float(self.metrics_scrape_interval),
             self.workers * 4 + 4,
         )
-        logger.info(f'Metrics at: http://{self.metrics_address}:{self.metrics_port}/metrics')
+        logger.info(f'Metrics at: http://{self.metrics_address}:{exporter.port}/metrics')
         return exporter
 
     def _serve_loop(self) -> int:
