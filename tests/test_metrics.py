@@ -63,29 +63,36 @@ def raw_value(text: str, name: str) -> float:
     return sum(values)
 
 
+def start_metered(start_server, target: str, *args: str, **options):
+    """A server with the exporter on a free port (`server.metrics_port`), rendering every second."""
+    metrics_port = free_port()
+    cli = ('--metrics', '--metrics-port', str(metrics_port), '--metrics-scrape-interval', '1')
+    server = start_server(target, *cli, *args, ready='is serving', **options)
+    server.metrics_port = metrics_port
+    return server
+
+
+def scraped_once(port: int, name: str, at_least: float, what: str) -> str:
+    """The page, once `name` reached `at_least` (the page is rendered at most once per interval)."""
+    return wait_for(lambda: (t := scrape(port).text) and raw_value(t, name) >= at_least and t, what=what)
+
+
 @pytest.fixture
 def metered(start_server, tmp_path):
     static_dir = tmp_path / 'static'
     static_dir.mkdir()
     (static_dir / 'file.txt').write_text('static content')
-    metrics_port = free_port()
-    server = start_server(
+    server = start_metered(
+        start_server,
         'tests.apps.metrics_app:app',
-        '--metrics',
-        '--metrics-port',
-        str(metrics_port),
-        '--metrics-scrape-interval',
-        '1',
         '--static-path-mount',
         str(static_dir),
         '--respawn-failed-workers',
         '--respawn-interval',
         '0',
         workers=2,
-        ready='is serving',
     )
     wait_for(lambda: server.log.count('is serving') >= 2, what='both workers serving')
-    server.metrics_port = metrics_port
     return server
 
 
@@ -109,7 +116,7 @@ def test_reference_series_and_counts(metered):
         assert raw.recv(100).startswith(b'HTTP/1.1 400')
 
     async def talk():
-        async with websockets.connect(f'ws://{HOST}:{metered.port}/ws') as ws:
+        async with websockets.connect(f'ws://{HOST}:{metered.port}/echo') as ws:
             for i in range(4):
                 await ws.send(f'message {i}')
                 assert await ws.recv() == f'message {i}'
@@ -174,29 +181,22 @@ def test_counters_survive_a_worker_crash_and_a_reload(metered):
     with httpx.Client(timeout=5) as client:
         for _ in range(10):
             client.get(f'{url}/')
-    before = wait_for(
-        lambda: (t := scrape(port).text) and raw_value(t, 'granian_requests_handled') >= 10 and t,
-        what='the first requests counted',
-    )
+    before = scraped_once(port, 'granian_requests_handled', 10, 'the first requests counted')
     worker_pids = [int(pid) for pid in re.findall(r'Spawned worker-\d+ \(PID (\d+)\)', metered.log)]
     assert worker_pids, metered.log
     os.kill(worker_pids[0], signal.SIGKILL)
     wait_for(lambda: 'Respawning worker' in metered.log, what='the respawn')
     wait_for(lambda: metered.log.count('is serving') >= 3, what='the respawned worker serving')
-    after_crash = wait_for(
-        lambda: (t := scrape(port).text) and raw_value(t, 'granian_workers_respawns_for_err') == 1 and t,
-        what='the respawn counted',
-    )
+    after_crash = scraped_once(port, 'granian_workers_respawns_for_err', 1, 'the respawn counted')
+    assert raw_value(after_crash, 'granian_workers_respawns_for_err') == 1
     for name in ('granian_requests_handled', 'granian_connections_handled', 'granian_worker_lifetime'):
         assert raw_value(after_crash, name) >= raw_value(before, name), name
     assert raw_value(after_crash, 'granian_workers_spawns') == 3
     mark = metered.mark()
     metered.signal(signal.SIGHUP)
     wait_for(lambda: metered.log_since(mark).count('is serving') >= 2, timeout=20, what='the reload')
-    after_reload = wait_for(
-        lambda: (t := scrape(port).text) and raw_value(t, 'granian_workers_spawns') == 5 and t,
-        what='the reload counted',
-    )
+    after_reload = scraped_once(port, 'granian_workers_spawns', 5, 'the reload counted')
+    assert raw_value(after_reload, 'granian_workers_spawns') == 5
     for name in ('granian_requests_handled', 'granian_connections_handled'):
         assert raw_value(after_reload, name) >= raw_value(after_crash, name), name
 
@@ -231,23 +231,10 @@ def test_a_busy_metrics_port_is_a_clear_startup_error():
 
 
 def test_one_worker_wsgi(start_server):
-    metrics_port = free_port()
-    server = start_server(
-        'tests.apps.wsgi_app:app',
-        '--metrics',
-        '--metrics-port',
-        str(metrics_port),
-        '--metrics-scrape-interval',
-        '1',
-        interface='wsgi',
-        ready='is serving',
-    )
+    server = start_metered(start_server, 'tests.apps.wsgi_app:app', interface='wsgi')
     for _ in range(3):
         assert httpx.get(f'{server.url}/', timeout=5).status_code == 200
-    text = wait_for(
-        lambda: (t := scrape(metrics_port).text) and raw_value(t, 'granian_requests_handled') >= 3 and t,
-        what='the WSGI requests counted',
-    )
+    text = scraped_once(server.metrics_port, 'granian_requests_handled', 3, 'the WSGI requests counted')
     assert raw_value(text, 'granian_blocking_threads') >= 1
     assert raw_value(text, 'granian_blocking_busy_cumulative') > 0
 
@@ -258,26 +245,13 @@ def test_tls_handshake_failures_are_counted(start_server, tmp_path):
     cert, key = tmp_path / 'cert.pem', tmp_path / 'key.pem'
     issued.cert_chain_pems[0].write_to_path(str(cert))
     issued.private_key_pem.write_to_path(str(key))
-    metrics_port = free_port()
-    server = start_server(
-        'tests.apps.metrics_app:app',
-        '--metrics',
-        '--metrics-port',
-        str(metrics_port),
-        '--metrics-scrape-interval',
-        '1',
-        tls=(cert, key),
-        ready='is serving',
-    )
+    server = start_metered(start_server, 'tests.apps.metrics_app:app', tls=(cert, key))
     # Plain HTTP to the TLS port: the handshake fails.
     with socket.create_connection((HOST, server.port)) as raw:
         raw.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
         raw.recv(100)
     with httpx.Client(verify=False, timeout=5) as client:
         assert client.get(f'{server.url}/').status_code == 200
-    text = wait_for(
-        lambda: (t := scrape(metrics_port).text) and raw_value(t, 'granian_requests_handled') >= 1 and t,
-        what='the HTTPS request counted',
-    )
+    text = scraped_once(server.metrics_port, 'granian_requests_handled', 1, 'the HTTPS request counted')
     assert raw_value(text, 'granian_tls_handshake_failures') == 1
     assert raw_value(text, 'granian_connections_err') == 1

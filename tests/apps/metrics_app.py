@@ -1,14 +1,11 @@
-"""The app the metrics tests count requests of: `/error` raises, websockets echo."""
+"""The app the metrics tests count requests of: `/error` raises, websockets go to the echo app."""
+
+from tests.apps import ws_apps
 
 
 async def app(scope, proto):
     if scope.proto == 'ws':
-        transport = await proto.accept()
-        while True:
-            message = await transport.receive()
-            if message.kind == 0:
-                return
-            await transport.send_str(message.data) if message.kind == 2 else await transport.send_bytes(message.data)
+        return await ws_apps.rsgi_app(scope, proto)
     if scope.path == '/error':
         raise RuntimeError('boom, for the metrics')
     body = await proto()

@@ -13,8 +13,9 @@ use pyo3::sync::PyOnceLock;
 #[pyclass(frozen, module = "granian._granian")]
 pub struct Ready {
     value: Option<Py<PyAny>>,
-    /// Raised (once) when awaited.
-    error: Mutex<Option<PyErr>>,
+    /// Raised (once) when awaited. None for the usual awaitable done with a value: awaiting
+    /// that one takes no lock.
+    error: Option<Mutex<Option<PyErr>>>,
 }
 
 /// An awaitable that is already done with `value`.
@@ -24,7 +25,7 @@ pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
     }
     let ready = Ready {
         value: Some(value),
-        error: Mutex::new(None),
+        error: None,
     };
     Ok(Py::new(py, ready)?.into_any())
 }
@@ -33,7 +34,7 @@ pub fn ready(py: Python<'_>, value: Py<PyAny>) -> PyResult<Py<PyAny>> {
 pub fn failed(py: Python<'_>, error: PyErr) -> PyResult<Py<PyAny>> {
     let ready = Ready {
         value: None,
-        error: Mutex::new(Some(error)),
+        error: Some(Mutex::new(Some(error))),
     };
     Ok(Py::new(py, ready)?.into_any())
 }
@@ -46,7 +47,7 @@ pub fn ready_none(py: Python<'_>) -> Py<PyAny> {
         .get_or_init(py, || {
             let ready = Ready {
                 value: None,
-                error: Mutex::new(None),
+                error: None,
             };
             Py::new(py, ready).expect("allocating the shared Ready awaitable")
         })
@@ -65,7 +66,7 @@ impl Ready {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        if let Some(error) = self.error.lock().ok().and_then(|mut e| e.take()) {
+        if let Some(error) = self.error.as_ref().and_then(|e| e.lock().ok()?.take()) {
             return Err(error);
         }
         match &self.value {

@@ -151,15 +151,16 @@ fn work(inner: &Inner) {
                 meter.set(Gauge::BlockingQueue, state.jobs.len() as i64);
             }
             drop(state);
-            let started = Instant::now();
-            if let (Some(meter), Some(queued)) = (meter, queued) {
+            // Timed only with metrics on: no clock read per job otherwise.
+            let started = meter.map(|_| Instant::now());
+            if let (Some(meter), Some(queued), Some(started)) = (meter, queued, started) {
                 meter.count_duration(Counter::PyWaitUs, started.duration_since(queued));
             }
             // A panic inside a job must not take the thread (and its count) with it.
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
                 log::error!("a blocking job panicked");
             }
-            if let Some(meter) = meter {
+            if let (Some(meter), Some(started)) = (meter, started) {
                 meter.count_duration(Counter::BlockingBusyUs, started.elapsed());
             }
             state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,7 +172,7 @@ fn work(inner: &Inner) {
         // The lock is given back inside the wait hook: re-taking it there, before the hook
         // restores the GIL, would invert the GIL -> lock order the job loop uses (deadlock).
         state.spinning += 1;
-        let idle_since = Instant::now();
+        let idle_since = inner.meter.get().map(|_| Instant::now());
         let mut parked = Some(state);
         let mut woke = None;
         (inner.around_wait)(&mut || {
@@ -204,7 +205,7 @@ fn work(inner: &Inner) {
         let Some(woke) = woke else {
             return;
         };
-        if let Some(meter) = inner.meter.get() {
+        if let (Some(meter), Some(idle_since)) = (inner.meter.get(), idle_since) {
             meter.count_duration(Counter::BlockingIdleUs, idle_since.elapsed());
         }
         state = inner.state.lock().unwrap_or_else(|e| e.into_inner());

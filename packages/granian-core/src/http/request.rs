@@ -57,27 +57,23 @@ impl RequestBody {
             .ok_or(ReadError::Busy)
     }
 
-    fn count(&self, bytes: usize) {
-        if let Some(meter) = self.0.lock().ok().and_then(|s| s.meter.clone()) {
-            meter.count(Counter::RequestBodyBytes, bytes as u64);
-        }
-    }
-
-    fn settle(&self, incoming: Option<Incoming>) {
+    /// Gives the body back after a read of `read` bytes (counted with metrics on).
+    fn settle(&self, incoming: Option<Incoming>, read: usize) {
         if let Ok(mut s) = self.0.lock() {
             s.finished = incoming.as_ref().is_none_or(|i| i.is_end_stream());
             s.incoming = if s.finished { None } else { incoming };
+            if let (Some(meter), true) = (&s.meter, read > 0) {
+                meter.count(Counter::RequestBodyBytes, read as u64);
+            }
         }
     }
 
     /// The whole remaining body.
     pub async fn read_all(&self) -> Result<Bytes, ReadError> {
         let incoming = self.take()?;
-        let collected = incoming.collect().await;
-        self.settle(None);
-        let data = collected.map(|c| c.to_bytes()).map_err(ReadError::Interrupted)?;
-        self.count(data.len());
-        Ok(data)
+        let collected = incoming.collect().await.map(|c| c.to_bytes());
+        self.settle(None, collected.as_ref().map_or(0, Bytes::len));
+        collected.map_err(ReadError::Interrupted)
     }
 
     /// The next data chunk, and whether more may follow; `None` at the end of the body.
@@ -91,17 +87,16 @@ impl RequestBody {
                             continue;
                         }
                         let more = !incoming.is_end_stream();
-                        self.settle(Some(incoming));
-                        self.count(data.len());
+                        self.settle(Some(incoming), data.len());
                         return Ok(Some((data, more)));
                     }
                 }
                 Some(Err(err)) => {
-                    self.settle(None);
+                    self.settle(None, 0);
                     return Err(ReadError::Interrupted(err));
                 }
                 None => {
-                    self.settle(None);
+                    self.settle(None, 0);
                     return Ok(None);
                 }
             }
