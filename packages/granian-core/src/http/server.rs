@@ -170,7 +170,10 @@ async fn dispatch<H: Handler>(
     if let Some(tls) = tls {
         req.extensions_mut().insert(tls);
     }
-    let head_h2 = req.method() == Method::HEAD && req.version() == Version::HTTP_2;
+    let version = req.version();
+    let head_h2 = req.method() == Method::HEAD && version == Version::HTTP_2;
+    // One clock read serves the access log and the metrics.
+    let started = (ctx.access.is_some() || ctx.meter.is_some()).then(Instant::now);
     let access = ctx.access.as_ref().map(|log| {
         // Header values are shared (Bytes), not copied; no allocation when none is shown.
         let headers: Vec<Option<HeaderValue>> = log
@@ -179,17 +182,8 @@ async fn dispatch<H: Handler>(
             .iter()
             .map(|name| req.headers().get(name.as_str()).cloned())
             .collect();
-        (
-            log,
-            Instant::now(),
-            SystemTime::now(),
-            req.method().clone(),
-            req.uri().clone(),
-            req.version(),
-            headers,
-        )
+        (log, SystemTime::now(), req.method().clone(), req.uri().clone(), headers)
     });
-    let metered = ctx.meter.as_ref().map(|meter| (meter, Instant::now(), req.version()));
     let static_response = match &ctx.statics {
         Some(statics) => statics.serve(req.method(), req.uri().path(), req.headers()).await,
         None => None,
@@ -199,7 +193,7 @@ async fn dispatch<H: Handler>(
         Some(response) => response,
         None => handler.handle(req, peer).await,
     };
-    if let Some((meter, started, version)) = metered {
+    if let (Some(meter), Some(started)) = (&ctx.meter, started) {
         meter.request(version, response.status(), started.elapsed());
         if served_static {
             meter.count(Counter::StaticHandled, 1);
@@ -215,7 +209,7 @@ async fn dispatch<H: Handler>(
         // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
         strip_body(&mut response);
     }
-    if let Some((log, started, time, method, uri, version, headers)) = access {
+    if let (Some((log, time, method, uri, headers)), Some(started)) = (access, started) {
         let addr = peer.ip().to_string();
         let header_values: Vec<&str> = headers
             .iter()
