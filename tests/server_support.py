@@ -183,10 +183,17 @@ class ServerProcess:
 
 
 def spawn(
-    cmd: Sequence[str], *, port: int, log_path: Path, env: Optional[dict] = None, cwd=ROOT, scheme: str = 'http'
+    cmd: Sequence[str],
+    *,
+    port: int,
+    log_path: Path,
+    env: Optional[dict] = None,
+    cwd=ROOT,
+    scheme: str = 'http',
+    pass_fds: Sequence[int] = (),
 ) -> ServerProcess:
     """Runs `cmd` (which is to serve on `port`) with `env` as its whole environment (default: `server_env()`),
-    stdout and stderr to `log_path`. Does not wait: see `ServerProcess.start_or_stop`."""
+    stdout and stderr to `log_path`, inheriting `pass_fds`. Does not wait: see `ServerProcess.start_or_stop`."""
     with open(log_path, 'wb') as log:
         proc = subprocess.Popen(
             [str(part) for part in cmd],
@@ -194,6 +201,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=server_env() if env is None else env,
+            pass_fds=tuple(pass_fds),
         )
     return ServerProcess(proc, port, log_path, scheme)
 
@@ -222,13 +230,15 @@ class ServerPool:
         timeout: float = START_TIMEOUT,
         scheme: str = 'http',
         name: str = 'server',
+        pass_fds: Sequence[int] = (),
     ) -> ServerProcess:
-        """Any command that serves on `port`, with `env` as its whole environment (default: `server_env()`).
+        """Any command that serves on `port`, with `env` as its whole environment (default: `server_env()`),
+        inheriting the descriptors `pass_fds`.
 
         ready: PORT (it listens), a log text or compiled regex, a callable `ready(server)`, or None; if it
         is not ready within `timeout`, the process is stopped and RuntimeError raised with its log."""
         log_path = self.log_dir / f'{name}-{len(self.started)}-{port}.log'
-        server = spawn(cmd, port=port, log_path=log_path, env=env, cwd=cwd, scheme=scheme)
+        server = spawn(cmd, port=port, log_path=log_path, env=env, cwd=cwd, scheme=scheme, pass_fds=pass_fds)
         self.started.append(server)
         return server.start_or_stop(ready, timeout)
 

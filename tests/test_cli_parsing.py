@@ -318,6 +318,8 @@ DEFAULT_KWARGS = {
     'port': 8000,
     'uds': None,
     'uds_permissions': None,
+    'fd': None,
+    'reuse_port': False,
     'interface': Interfaces.RSGI,
     'workers': 1,
     'blocking_threads': None,

@@ -17,6 +17,7 @@ mod rsgi;
 mod runner;
 mod runtime;
 mod settings;
+mod systemd;
 mod task;
 mod tls;
 mod worker;
@@ -45,6 +46,9 @@ fn _granian(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<metrics::exporter::MetricsExporter>()?;
     m.add_function(wrap_pyfunction!(worker::check_tls, m)?)?;
     m.add_function(wrap_pyfunction!(worker::check_access_log_format, m)?)?;
+    m.add_function(wrap_pyfunction!(systemd::systemd_notify, m)?)?;
+    m.add_function(wrap_pyfunction!(systemd::systemd_watchdog_interval, m)?)?;
+    m.add_function(wrap_pyfunction!(systemd::systemd_listen_fds, m)?)?;
     m.add_class::<rsgi::scope::Scope>()?;
     m.add_class::<rsgi::scope::Headers>()?;
     m.add_class::<rsgi::http::HttpProtocol>()?;

@@ -12,18 +12,33 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use socket2::{Domain, Protocol, Socket, Type};
 
-pub fn bind_tcp(address: &str, port: u16, backlog: i32) -> std::io::Result<TcpListener> {
+/// Binds a TCP socket. With `reuse_port`, the socket joins the port's `SO_REUSEPORT` group, so
+/// that every worker can listen on a socket of its own and the kernel spreads connections
+/// among them; `listen` false only reserves the address (the main process does that, so that
+/// a busy port fails the start and port 0 picks the port every worker then binds).
+pub fn bind_tcp(
+    address: &str,
+    port: u16,
+    backlog: i32,
+    reuse_port: bool,
+    listen: bool,
+) -> std::io::Result<TcpListener> {
     let addr: SocketAddr = (address, port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("cannot resolve {address}")))?;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(false).ok();
     }
     socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    if listen {
+        socket.listen(backlog)?;
+    }
     Ok(socket.into())
 }
 
@@ -122,8 +137,9 @@ impl SocketHolder {
 #[pymethods]
 impl SocketHolder {
     #[staticmethod]
-    fn bind(address: &str, port: u16, backlog: i32) -> PyResult<Self> {
-        let listener = bind_tcp(address, port, backlog)
+    #[pyo3(signature = (address, port, backlog, reuse_port = false, listen = true))]
+    fn bind(address: &str, port: u16, backlog: i32, reuse_port: bool, listen: bool) -> PyResult<Self> {
+        let listener = bind_tcp(address, port, backlog, reuse_port, listen)
             .map_err(|e| PyOSError::new_err(format!("cannot bind to {address}:{port}: {e}")))?;
         Ok(Self::holding(Listener::Tcp(listener)))
     }
@@ -145,8 +161,17 @@ impl SocketHolder {
         // SAFETY: `fd` is not negative, and the caller passes a descriptor its process holds
         // open (the parent's listener, inherited); the borrow ends with the duplication.
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let owned = borrowed.try_clone_to_owned()?;
+        let owned = borrowed
+            .try_clone_to_owned()
+            .map_err(|e| PyOSError::new_err(format!("socket descriptor {fd}: {e}")))?;
         let socket = Socket::from(owned);
+        // Served as given: it must already listen (bound and listening by whoever passed it).
+        let listening = socket.r#type().ok() == Some(Type::STREAM) && socket.is_listener().unwrap_or(false);
+        if !listening {
+            return Err(PyOSError::new_err(format!(
+                "descriptor {fd} is not a listening stream socket"
+            )));
+        }
         let local = socket.local_addr()?;
         let listener = match local.as_pathname() {
             Some(path) => {

@@ -113,6 +113,22 @@ OPTIONS: Tuple[Option, ...] = (
         default=None,
     ),
     Option(
+        '--fd',
+        'fd',
+        'GRANIAN_FD',
+        'Serve the listening socket inherited as this file descriptor (TCP or Unix) instead of binding one; '
+        '--host, --port and --uds do not apply',
+        kind='int',
+        min=0,
+    ),
+    _flag(
+        'reuse-port',
+        'reuse_port',
+        'GRANIAN_REUSE_PORT',
+        'Each worker listens on a socket of its own (SO_REUSEPORT) instead of sharing one accept queue (TCP only)',
+        False,
+    ),
+    Option(
         '--interface',
         'interface',
         'GRANIAN_INTERFACE',

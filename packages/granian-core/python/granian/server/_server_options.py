@@ -13,6 +13,7 @@ option. A worker process receives the options pickled, together with how to load
 import importlib.util
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Union
 
@@ -93,6 +94,8 @@ class ServerOptions:
         reload_ignore_worker_failure: bool = False,
         process_name: Optional[str] = None,
         pid_file: Optional[Path] = None,
+        fd: Optional[int] = None,
+        reuse_port: bool = False,
     ):
         self.target = target
         self.address = address
@@ -158,6 +161,8 @@ class ServerOptions:
         self.reload_ignore_worker_failure = reload_ignore_worker_failure
         self.process_name = process_name
         self.pid_file = Path(pid_file) if pid_file else None
+        self.fd = fd
+        self.reuse_port = reuse_port
 
         self._init_runtime_state()
         self._validate()
@@ -197,6 +202,16 @@ class ServerOptions:
     def _validate(self) -> None:
         if self.blocking_threads not in (None, 1) and load_interface(self.interface).IS_ASYNC:
             _refuse('blocking_threads', f'the {self.interface} interface runs on the event loop: it can only be 1')
+        if self.fd is not None:
+            if self.fd < 0:
+                _refuse('fd', 'must be a file descriptor number (0 or more)')
+            if self.uds:
+                _refuse('fd', 'serves an inherited socket: it cannot be combined with uds')
+        if self.reuse_port:
+            if self.uds or self.fd is not None:
+                _refuse('reuse_port', 'applies to the TCP socket the server binds itself, not to uds or fd')
+            if not hasattr(socket, 'SO_REUSEPORT'):
+                _refuse('reuse_port', 'this platform has no SO_REUSEPORT')
         if self.respawn_interval < 0:
             _refuse('respawn_interval', 'cannot be negative')
         if self.rss_sample_interval <= 0:

@@ -15,6 +15,7 @@ from .._granian import MetricsExporter
 from .._native import MetricsSettings
 from ..log import logger
 from ._server_options import ServerOptions
+from ._systemd import ServiceNotifier
 
 
 class WorkerHandle:
@@ -97,8 +98,10 @@ class Supervisor:
         before_reload: Callable[[], None],
         check_ready: Callable[[WorkerHandle], Optional[str]],
         metrics: Optional[MetricsExporter] = None,
+        notifier: Optional[ServiceNotifier] = None,
     ):
         self.options = options
+        self.notifier = notifier or ServiceNotifier()  # systemd's view: ready, reloading, stopping
         self.metrics = metrics  # the exporter, told of every worker process that starts and ends
         self.before_reload = before_reload  # env files and reload hooks: may raise, which is logged
         self.check_ready = check_ready  # a reason to stop the server once a worker serves, or None
@@ -152,6 +155,7 @@ class Supervisor:
                 self._handle_commands()
                 self._check_workers()
                 self._run_timers()
+                self._report_state()
         finally:
             self.kill_leftovers()
         return self.exit_code
@@ -204,6 +208,8 @@ class Supervisor:
             )
         if self.next_rss_sample is not None and not self.stopping:
             due.append(self.next_rss_sample)
+        if self.notifier.next_watchdog is not None:
+            due.append(self.notifier.next_watchdog)
         # Capped: a lost wake-up costs at most a second.
         return min(max(min(due, default=now + 1.0) - now, 0.0), 1.0)
 
@@ -226,6 +232,7 @@ class Supervisor:
                         logger.warning(f'{handle.describe()} cannot be killed')
             return
         self.stopping = True
+        self.notifier.stopping()
         logger.info(f'Shutting down ({reason}): stopping the workers gracefully')
         self.queue.clear()
         self.respawn_at.clear()
@@ -249,6 +256,7 @@ class Supervisor:
         if self.stopping:
             return
         logger.info(f'Reloading ({reason}): replacing the workers one at a time, new ones first')
+        self.notifier.reloading()
         try:
             self.before_reload()
         except Exception as exc:  # noqa: BLE001 - a user hook failing must not take the server down
@@ -371,6 +379,16 @@ class Supervisor:
         else:
             logger.error('Respawning failed workers is disabled (see --respawn-failed-workers): shutting down')
             self._fail('a worker died')
+
+    def _report_state(self) -> None:
+        """Tells the service manager once every worker serves (at start, after a reload), and
+        pings its watchdog while some worker serves."""
+        if self.stopping:
+            return
+        serving = [h for h in self.slots.values() if h is not None and h.ready]
+        if self.pending is None and not self.queue and len(serving) == self.options.workers:
+            self.notifier.serving(self.options.workers)
+        self.notifier.ping_watchdog(time.monotonic(), healthy=bool(serving))
 
     # -- timers ------------------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from ..log import (
 from ._reloader import Reloader
 from ._server_options import ServerOptions
 from ._supervisor import Supervisor, WorkerHandle
+from ._systemd import take_activated_sockets
 
 Hook = Callable[[], Any]
 
@@ -48,6 +49,7 @@ class AbstractServer(ServerOptions):
         self._reloader: Optional[Reloader] = None
         self._metrics: Optional[MetricsExporter] = None
         self._socket: Optional[SocketHolder] = None
+        self._socket_origin = 'bound'  # or 'fd', 'systemd': where the listening socket came from
         self._previous_signals: Dict[int, Any] = {}
         self._stop_requested = False
         self._env_loader: Optional[Callable[[Sequence[Path]], None]] = None
@@ -168,13 +170,7 @@ class AbstractServer(ServerOptions):
         starts the workers; `serve()` calls it, then supervises, then calls `shutdown()`."""
         if target_loader is not None:
             self._app_loader = target_loader
-        try:
-            if self.uds:
-                socket = SocketHolder.bind_unix(self.uds, self.uds_permissions, self.backlog)
-            else:
-                socket = SocketHolder.bind(self.address, self.port, self.backlog)
-        except OSError as exc:
-            raise FatalError(str(exc)) from None
+        socket = self._listening_socket()
         logger.info(
             f'Starting granian (interface: {self.interface}, HTTP: {self.http}, loop: {self.loop}, '
             f'workers: {self.workers} ({self._worker_kind}), main PID: {os.getpid()})'
@@ -194,14 +190,50 @@ class AbstractServer(ServerOptions):
                 raise FatalError(str(exc)) from None
         supervisor = Supervisor(self, self._before_reload, self._check_ready_worker, self._metrics)
         self._supervisor = supervisor
-        where = f'unix:{self.uds}' if self.uds else f'{self.address}:{socket.port}'
-        logger.info(f'Listening at: {self.scheme}://{where}')
+        where = f'unix:{socket.address}' if socket.is_unix else f'{socket.address}:{socket.port}'
+        how = {'fd': f' (file descriptor {self.fd})', 'systemd': ' (socket activation)'}.get(self._socket_origin, '')
+        logger.info(f'Listening at: {self.scheme}://{where}{how}')
         self._take_signals()
         self._call_hooks('startup')
         if self.reload_on_changes:
             self._reloader = Reloader(self, functools.partial(supervisor.request, 'reload'))
             self._reloader.start()
         supervisor.start(self._worker_factory(socket, supervisor.wake), self._stop_requested)
+
+    def _listening_socket(self) -> SocketHolder:
+        """The socket the workers serve: inherited (`fd`, systemd socket activation) or bound here."""
+        activated = take_activated_sockets()
+        try:
+            if self.fd is not None:
+                self._socket_origin = 'fd'
+                return SocketHolder.from_fd(self.fd)
+            if activated:
+                if len(activated) > 1:
+                    raise FatalError(
+                        f'socket activation passed {len(activated)} sockets: the server serves one '
+                        '(give its socket unit a single Listen... line)'
+                    )
+                if self.reuse_port:
+                    raise FatalError('reuse_port: the socket comes from socket activation, the server binds none')
+                self._socket_origin = 'systemd'
+                return SocketHolder.from_fd(activated[0])
+            self._socket_origin = 'bound'
+            if self.uds:
+                return SocketHolder.bind_unix(self.uds, self.uds_permissions, self.backlog)
+            if self.reuse_port:
+                # Reserved, not listening: each worker listens on a socket of its own.
+                socket = SocketHolder.bind(self.address, self.port, self.backlog, reuse_port=True, listen=False)
+                self.port = socket.port  # port 0: the one picked here is the one every worker joins
+                return socket
+            return SocketHolder.bind(self.address, self.port, self.backlog)
+        except OSError as exc:
+            raise FatalError(str(exc)) from None
+
+    def worker_socket(self, shared: Callable[[], SocketHolder]) -> SocketHolder:
+        """In a worker: the socket it serves, its own with `reuse_port`, else `shared()`."""
+        if self.reuse_port:
+            return SocketHolder.bind(self.address, self.port, self.backlog, reuse_port=True)
+        return shared()
 
     def _start_metrics(self) -> MetricsExporter:
         # Room for every worker and then some: a replacement starts before the process it
@@ -237,7 +269,7 @@ class AbstractServer(ServerOptions):
         socket, self._socket = self._socket, None
         if socket is not None:
             socket.close()
-            if self.uds:
+            if self.uds and self._socket_origin == 'bound':
                 with contextlib.suppress(OSError):
                     self.uds.unlink()
             self._remove_pid_file()

@@ -12,6 +12,7 @@ the worker loads that module first, under another name, as multiprocessing's spa
 """
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -25,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from .._granian import SocketHolder
 from ..log import configure_logging, logger
 from ._supervisor import WorkerHandle
+from ._systemd import worker_environment
 from ._worker import RunningWorker, run_worker
 from .common import AbstractServer, _set_process_name
 
@@ -79,6 +81,7 @@ class _ProcessWorker(WorkerHandle):
                 [sys.executable, *flags, '-c', _BOOTSTRAP],
                 stdin=subprocess.PIPE,
                 pass_fds=tuple(fds.values()),
+                env=worker_environment(),
             )
         finally:
             # The child has its own copies now; ours would hide its exit (no EOF).
@@ -227,7 +230,7 @@ def _worker_main(payload: bytes, main: Optional[Tuple[str, str]] = None) -> None
     configure_logging(server.log_level, server.log_dictconfig, server.log_enabled)
     if server.process_name:
         _set_process_name(f'{server.process_name} [worker-{slot}]')
-    holder = SocketHolder.from_fd(fds['listener'])
+    holder = server.worker_socket(functools.partial(SocketHolder.from_fd, fds['listener']))
     os.close(fds['listener'])
     ready_fd = fds['ready']
 

@@ -66,6 +66,7 @@ class _ThreadWorker(WorkerHandle):
         super().__init__(slot)
         self.server = server
         self.socket_holder = socket_holder
+        self._own_socket = socket_holder
         self.wake = wake
         self.exit_code: Optional[int] = None
         self.abandoned = False
@@ -77,9 +78,11 @@ class _ThreadWorker(WorkerHandle):
         return f'{self.name} (thread)'
 
     def start(self) -> None:
-        # Each thread takes its own copy of the listener (SocketHolder hands out clones).
+        # Each thread takes its own copy of the listener (SocketHolder hands out clones), or
+        # with reuse_port a socket of its own.
+        self._own_socket = self.server.worker_socket(lambda: self.socket_holder)
         self._worker = RunningWorker(
-            self.server, self.socket_holder, signals=(), on_ready=self._on_ready, metrics=self.metrics
+            self.server, self._own_socket, signals=(), on_ready=self._on_ready, metrics=self.metrics
         )
         # Daemon: a worker that ignored the kill timeout must not keep the process alive.
         self._thread = threading.Thread(target=self._main, name=f'granian-{self.name}', daemon=True)
@@ -93,6 +96,8 @@ class _ThreadWorker(WorkerHandle):
         finally:
             if self.exit_code is None:
                 self.exit_code = 1
+            if self._own_socket is not self.socket_holder:
+                self._own_socket.close()
             self.wake()
 
     def _on_ready(self) -> None:
