@@ -320,6 +320,8 @@ DEFAULT_KWARGS = {
     'uds_permissions': None,
     'fd': None,
     'reuse_port': False,
+    'max_body_size': None,
+    'body_read_timeout': 60,
     'interface': Interfaces.RSGI,
     'workers': 1,
     'blocking_threads': None,

@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::bridge::{resolve, BridgeQueue};
 use crate::http::body::ResponseBody;
 use crate::http::cycle::exchange;
+use crate::http::limits::IncomingBody;
 use crate::http::response::ResponseSlot;
 use crate::http::server::Handler;
 use crate::http::state::RequestState;
@@ -199,7 +199,7 @@ pub fn log_exception(logger: &Bound<'_, PyAny>, message: &str, err: &PyErr) {
 /// What an interface gets to serve one request: the request, where the answer goes, the
 /// request's state, and the runtime its connection lives on.
 pub struct Call {
-    pub req: Request<Incoming>,
+    pub req: Request<IncomingBody>,
     pub peer: SocketAddr,
     pub response: ResponseSlot,
     pub state: Arc<RequestState>,
@@ -224,7 +224,7 @@ pub struct LoopHandler<S> {
 }
 
 impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
-    async fn handle(self: Arc<Self>, mut req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    async fn handle(self: Arc<Self>, mut req: Request<IncomingBody>, peer: SocketAddr) -> Response<ResponseBody> {
         let upgrade = match self.websockets {
             true => take_upgrade(&mut req, self.ctx.meter.as_ref()),
             false => None,

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::http::activity::Signals;
 use crate::http::server::{serve_connection, Handler, ServerContext};
 use crate::metrics::meter::Held;
 use crate::metrics::region::{Counter, Gauge};
@@ -42,6 +43,8 @@ struct Shared<H> {
     tls: Option<(TlsAcceptor, Arc<str>)>,
     server: Arc<ServerContext>,
     shutdown: CancellationToken,
+    /// Shutdown and budget pressure, for every connection.
+    signals: Arc<Signals>,
     permits: Arc<Semaphore>,
     remaining: AtomicUsize,
     on_stopped: Box<dyn Fn() + Send + Sync>,
@@ -68,6 +71,7 @@ pub fn start<H: Handler>(
         tls,
         server: Arc::new(server),
         shutdown,
+        signals: Arc::new(Signals::default()),
         permits: Arc::new(Semaphore::new(config.backpressure.clamp(1, Semaphore::MAX_PERMITS))),
         remaining: AtomicUsize::new(loops),
         on_stopped,
@@ -122,6 +126,33 @@ impl Accepting {
         })
     }
 
+    /// Whether clients wait in the accept queue. Linux tells for TCP (the queue length is
+    /// `tcpi_unacked` of a listening socket); elsewhere, and for Unix sockets, assume so.
+    fn clients_waiting(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Self::Tcp(listener) = self {
+            use std::os::fd::AsRawFd;
+            // SAFETY: an all-zero `tcp_info` is a valid value of this plain C struct.
+            let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            // SAFETY: the descriptor is the listener's own, open for this call; `info` and
+            // `len` point to writable memory of the size `len` says.
+            let done = unsafe {
+                libc::getsockopt(
+                    listener.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut info as *mut libc::tcp_info).cast(),
+                    &mut len,
+                )
+            };
+            if done == 0 {
+                return info.tcpi_unacked > 0;
+            }
+        }
+        true
+    }
+
     async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
             Self::Tcp(l) => l.accept().await.map(|(s, peer)| {
@@ -141,18 +172,18 @@ where
 {
     let handler = shared.handler.clone();
     let server = shared.server.clone();
-    let shutdown = shared.shutdown.clone();
+    let signals = shared.signals.clone();
     let meter = shared.server.meter.clone();
     let _open = meter.as_ref().map(|meter| {
         meter.count(Counter::ConnectionsHandled, 1);
         Held::new(meter, Gauge::ConnectionsActive)
     });
     let served = match &shared.tls {
-        None => serve_connection(io, peer, None, handler, server, shutdown).await,
+        None => serve_connection(io, peer, None, handler, server, signals).await,
         Some((acceptor, server_cert)) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
             Ok(Ok(stream)) => {
                 let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1, server_cert.clone()));
-                serve_connection(stream, peer, Some(info), handler, server, shutdown).await
+                serve_connection(stream, peer, Some(info), handler, server, signals).await
             }
             failed => {
                 match failed {
@@ -171,6 +202,26 @@ where
     }
 }
 
+/// How often a worker whose budget is spent looks for clients waiting to be accepted.
+const PRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The next permit once the budget is spent. While clients wait in the accept queue,
+/// connections at rest are asked to close to make room for them. None on shutdown.
+async fn wait_for_room<H: Handler>(shared: &Shared<H>, listener: &Accepting) -> Option<OwnedSemaphorePermit> {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return None,
+            permit = shared.permits.clone().acquire_owned() => return permit.ok(),
+            _ = tokio::time::sleep(PRESS_INTERVAL) => {
+                if listener.clients_waiting() {
+                    shared.signals.press();
+                }
+            }
+        }
+    }
+}
+
 async fn accept_loop<H: Handler>(listener: Listener, shared: Arc<Shared<H>>) {
     let listener = match Accepting::register(listener) {
         Ok(l) => l,
@@ -181,12 +232,11 @@ async fn accept_loop<H: Handler>(listener: Listener, shared: Arc<Shared<H>>) {
     };
     let connections = TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            biased;
-            _ = shared.shutdown.cancelled() => break,
-            permit = shared.permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
+        let permit = match shared.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => match wait_for_room(&shared, &listener).await {
+                Some(permit) => permit,
+                None => break,
             },
         };
         let accepted = tokio::select! {
@@ -214,6 +264,7 @@ async fn accept_loop<H: Handler>(listener: Listener, shared: Arc<Shared<H>>) {
         });
     }
     drop(listener);
+    shared.signals.shut_down();
     connections.close();
     connections.wait().await;
 }

@@ -11,6 +11,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::files::{Mount, StaticFiles};
+use crate::http::limits::BodyLimits;
 use crate::http::server::{Http1Settings, Http2Settings, HttpMode};
 use crate::metrics::meter::Meter;
 use crate::metrics::region::Region;
@@ -32,6 +33,9 @@ pub struct WorkerSettings {
     pub websockets: bool,
     pub task_impl: String,
     pub metrics: Option<MetricsOptions>,
+    pub max_body_size: Option<u64>,
+    /// Seconds.
+    pub body_read_timeout: Option<f64>,
 }
 
 /// `granian._native.MetricsSettings`: where this worker counts.
@@ -60,6 +64,8 @@ pub struct Http1Options {
     pub keep_alive: bool,
     pub max_buffer_size: usize,
     pub pipeline_flush: bool,
+    /// Milliseconds.
+    pub keep_alive_timeout: u64,
 }
 
 /// `granian.http.HTTP2Settings`.
@@ -111,6 +117,22 @@ impl WorkerSettings {
         }
     }
 
+    pub fn body_limits(&self) -> PyResult<BodyLimits> {
+        let read_timeout = match self.body_read_timeout {
+            None => None,
+            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+            Some(secs) => {
+                return Err(PyValueError::new_err(format!(
+                    "body_read_timeout: {secs} is not a positive time"
+                )))
+            }
+        };
+        Ok(BodyLimits {
+            max_size: self.max_body_size,
+            read_timeout,
+        })
+    }
+
     /// Whether app coroutines run as native tasks (`--task-impl rust`).
     pub fn rust_tasks(&self) -> PyResult<bool> {
         match self.task_impl.as_str() {
@@ -126,6 +148,7 @@ impl From<&Http1Options> for Http1Settings {
         Self {
             header_read_timeout: Duration::from_millis(options.header_read_timeout),
             keep_alive: options.keep_alive,
+            keep_alive_timeout: Duration::from_millis(options.keep_alive_timeout),
             max_buffer_size: options.max_buffer_size,
             pipeline_flush: options.pipeline_flush,
         }

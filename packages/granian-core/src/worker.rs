@@ -17,6 +17,8 @@ use crate::asgi::scope::AsgiShared;
 use crate::blocking::BlockingPool;
 use crate::bridge::LoopBridge;
 use crate::files::StaticFiles;
+use crate::http::activity::{Timers, DRAIN_GRACE};
+use crate::http::limits::BodyLimits;
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
 use crate::log::AccessFormat;
 use crate::metrics::meter::Meter;
@@ -55,6 +57,7 @@ pub struct Worker {
     statics: Option<StaticFiles>,
     access_format: Option<AccessFormat>,
     meter: Option<Meter>,
+    limits: BodyLimits,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pool: Mutex<Option<BlockingPool>>,
@@ -132,6 +135,12 @@ impl Worker {
             statics: self.statics.clone(),
             access,
             meter: self.meter.clone(),
+            timers: Timers {
+                header_read: self.http1.header_read_timeout,
+                keep_alive: self.http1.keep_alive_timeout,
+                drain_grace: DRAIN_GRACE,
+            },
+            limits: self.limits,
         };
         if let Some(meter) = &self.meter {
             bridge.queue.meter(meter.clone());
@@ -197,6 +206,7 @@ impl Worker {
             statics: settings.statics.as_ref().map(StaticOptions::static_files).transpose()?,
             access_format,
             meter: settings.metrics.as_ref().map(MetricsOptions::meter).transpose()?,
+            limits: settings.body_limits()?,
             shutdown: CancellationToken::new(),
             threads: Mutex::new(Vec::new()),
             pool: Mutex::new(None),

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
@@ -19,6 +18,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::http::body::ResponseBody;
+use crate::http::limits::IncomingBody;
 use crate::http::response::{error_response, response, ResponseSlot};
 use crate::metrics::meter::{Held, Meter};
 use crate::metrics::region::{Counter, Gauge};
@@ -70,7 +70,7 @@ pub struct WsUpgrade {
 
 /// Whether `req` asks for a websocket (RFC 6455 over HTTP/1.1); takes its upgrade handle.
 /// `meter` counts its messages once upgraded.
-pub fn take_upgrade(req: &mut Request<Incoming>, meter: Option<&Meter>) -> Option<WsUpgrade> {
+pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>) -> Option<WsUpgrade> {
     if req.method() != Method::GET || req.version() != Version::HTTP_11 {
         return None;
     }

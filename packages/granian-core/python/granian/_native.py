@@ -60,3 +60,7 @@ class WorkerSettings:
     task_impl: str
     #: None unless `--metrics`.
     metrics: Optional[MetricsSettings] = None
+    #: Bytes; None: no limit.
+    max_body_size: Optional[int] = None
+    #: Seconds a read of the request body waits for the client; None: no limit.
+    body_read_timeout: Optional[float] = None

@@ -10,10 +10,10 @@ them, and `tests/test_options_doc.py` checks that `Granian.__init__`'s literal d
 Nothing here imports click: granian-core does not depend on it.
 """
 
-from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Dict, Tuple
 
+from ._option_spec import KINDS, NO_DEFAULT, Option, PythonOnly
+from ._option_spec import flag as _flag
 from .constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from .http import HTTP1Settings, HTTP2Settings
 from .log import LogLevels
@@ -21,83 +21,11 @@ from .log import LogLevels
 __all__ = ['KINDS', 'NO_DEFAULT', 'OPTIONS', 'PYTHON_ONLY', 'SETTINGS_GROUPS', 'TARGET_HELP', 'Option', 'PythonOnly']
 
 
-class _NoDefault:
-    """The option declares no default: the command line leaves it unset, `Granian` takes None."""
-
-    def __repr__(self) -> str:
-        return 'NO_DEFAULT'
-
-
-NO_DEFAULT: Any = _NoDefault()
-
-# The kinds of value an option takes, with how docs/OPTIONS.md names them.
-KINDS = {
-    'text': 'text',
-    'int': 'integer',
-    'float': 'number',
-    'flag': 'flag',
-    'choice': 'choice',
-    # Seconds, written plainly or as `30s`, `5m`, `2h`, `1d`, `1h30m`.
-    'duration': 'duration',
-    # Unix permission bits: octal with a leading zero (`0660`), decimal otherwise.
-    'octal': 'octal integer',
-    'path': 'path',
-    'file': 'file',
-    'dir': 'directory',
-    # A JSON file, handed to `Granian` parsed (a dict for logging.config.dictConfig).
-    'json_file': 'JSON file',
-}
-
 # Keyword arguments of `Granian` that group several options: `http1_settings.keep_alive`
 # is the `keep_alive` field of the `HTTP1Settings` passed as `http1_settings`.
 SETTINGS_GROUPS: Dict[str, type] = {'http1_settings': HTTP1Settings, 'http2_settings': HTTP2Settings}
 
 TARGET_HELP = 'Application target to serve.'
-
-
-@dataclass(frozen=True)
-class Option:
-    """One option: `flags` as the command line spells it (`--ws/--no-ws` for a flag pair),
-    `kwarg` the `Granian` keyword argument (or `group.field`, see SETTINGS_GROUPS)."""
-
-    flags: str
-    kwarg: str
-    envvar: str
-    help: str
-    kind: str = 'text'
-    default: Any = NO_DEFAULT
-    min: Optional[int] = None
-    max: Optional[int] = None
-    enum: Optional[Type[Enum]] = None
-    multiple: bool = False
-    # Path kinds: the path must exist / be writable.
-    exists: bool = False
-    writable: bool = False
-    # What the help shows as the default when that is not the value itself.
-    shown_default: Optional[str] = None
-
-    @property
-    def name(self) -> str:
-        """The command line's name of the parsed value: `--ws/--no-ws` gives `ws`."""
-        return self.flags.split('/')[0].lstrip('-').replace('-', '_')
-
-    @property
-    def api_default(self) -> Any:
-        """The default `Granian` takes for this keyword (or settings field)."""
-        return None if self.default is NO_DEFAULT else self.default
-
-
-@dataclass(frozen=True)
-class PythonOnly:
-    """A keyword argument of `Granian` that no command line option sets."""
-
-    kwarg: str
-    default: Any
-    help: str
-
-
-def _flag(name: str, kwarg: str, envvar: str, help: str, default: bool) -> Option:
-    return Option(f'--{name}/--no-{name}', kwarg, envvar, help, kind='flag', default=default)
 
 
 OPTIONS: Tuple[Option, ...] = (
@@ -216,6 +144,26 @@ OPTIONS: Tuple[Option, ...] = (
         shown_default='backlog/workers',
     ),
     Option(
+        '--max-body-size',
+        'max_body_size',
+        'GRANIAN_MAX_BODY_SIZE',
+        'Largest request body accepted, in bytes: a larger one is answered 413 before the application reads past '
+        'the limit (no limit when unset)',
+        kind='int',
+        min=1,
+    ),
+    Option(
+        '--body-read-timeout',
+        'body_read_timeout',
+        'GRANIAN_BODY_READ_TIMEOUT',
+        'How long (in seconds, or a human-readable duration) a read of the request body waits for the client to '
+        'send more before the request is answered 408',
+        kind='duration',
+        min=1,
+        max=3600,
+        default=60,
+    ),
+    Option(
         '--http1-buffer-size',
         'http1_settings.max_buffer_size',
         'GRANIAN_HTTP1_BUFFER_SIZE',
@@ -232,6 +180,16 @@ OPTIONS: Tuple[Option, ...] = (
         kind='int',
         min=1,
         max=60_000,
+        default=30_000,
+    ),
+    Option(
+        '--http1-keep-alive-timeout',
+        'http1_settings.keep_alive_timeout',
+        'GRANIAN_HTTP1_KEEP_ALIVE_TIMEOUT',
+        'Closes an HTTP/1.1 keep-alive connection that stays idle (no request) this long (in milliseconds)',
+        kind='int',
+        min=1,
+        max=3_600_000,
         default=30_000,
     ),
     _flag(

@@ -8,6 +8,7 @@ class HTTP1Settings:
     keep_alive: bool = True
     max_buffer_size: int = 8192 + 4096 * 100
     pipeline_flush: bool = False
+    keep_alive_timeout: int = 30_000  # ms
 
 
 @dataclass

@@ -9,6 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncRead;
 use tokio_util::io::ReaderStream;
 
+use super::activity::InFlight;
 use super::state::DisconnectGuard;
 use super::stream::{StreamRead, StreamReader};
 use crate::metrics::meter::Meter;
@@ -32,6 +33,8 @@ pub struct ResponseBody {
     guard: Option<DisconnectGuard>,
     /// Counts the bytes handed to hyper, when metrics are on.
     meter: Option<Meter>,
+    /// The request this body answers, ended when the body is dropped.
+    _in_flight: Option<InFlight>,
 }
 
 impl ResponseBody {
@@ -40,6 +43,7 @@ impl ResponseBody {
             payload,
             guard: None,
             meter: None,
+            _in_flight: None,
         }
     }
 
@@ -63,6 +67,11 @@ impl ResponseBody {
             Payload::Stream(_) | Payload::File { .. } => self.guard = Some(guard),
             Payload::Empty | Payload::Full(_) => guard.0.complete(),
         }
+    }
+
+    /// Keeps the request in flight on its connection until this body is dropped.
+    pub fn hold(&mut self, in_flight: InFlight) {
+        self._in_flight = Some(in_flight);
     }
 
     /// Counts the body's bytes into `meter` as they are written.

@@ -3,9 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
 
+use super::limits::{BodyError, IncomingBody};
 use crate::metrics::meter::Meter;
 use crate::metrics::region::Counter;
 
@@ -13,11 +14,11 @@ use crate::metrics::region::Counter;
 pub enum ReadError {
     /// Another read holds the body, or it was read already.
     Busy,
-    Interrupted(hyper::Error),
+    Interrupted(BodyError),
 }
 
 struct Source {
-    incoming: Option<Incoming>,
+    incoming: Option<IncomingBody>,
     finished: bool,
     meter: Option<Meter>,
 }
@@ -27,7 +28,7 @@ pub struct RequestBody(Arc<Mutex<Source>>);
 
 impl RequestBody {
     /// The body of a request; `meter` counts its bytes as they are read.
-    pub fn new(incoming: Incoming, meter: Option<Meter>) -> Self {
+    pub fn new(incoming: IncomingBody, meter: Option<Meter>) -> Self {
         let finished = incoming.is_end_stream();
         Self(Arc::new(Mutex::new(Source {
             incoming: if finished { None } else { Some(incoming) },
@@ -49,7 +50,7 @@ impl RequestBody {
         self.0.lock().map(|s| s.finished).unwrap_or(true)
     }
 
-    fn take(&self) -> Result<Incoming, ReadError> {
+    fn take(&self) -> Result<IncomingBody, ReadError> {
         self.0
             .lock()
             .ok()
@@ -58,7 +59,7 @@ impl RequestBody {
     }
 
     /// Gives the body back after a read of `read` bytes (counted with metrics on).
-    fn settle(&self, incoming: Option<Incoming>, read: usize) {
+    fn settle(&self, incoming: Option<IncomingBody>, read: usize) {
         if let Ok(mut s) = self.0.lock() {
             s.finished = incoming.as_ref().is_none_or(|i| i.is_end_stream());
             s.incoming = if s.finished { None } else { incoming };

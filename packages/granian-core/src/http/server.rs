@@ -4,11 +4,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, CONTENT_LENGTH};
+use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
 use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -17,9 +16,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::sync::CancellationToken;
 
+use super::activity::{evictable, verdict, Activity, Signals, Timers, Verdict, Watched};
 use super::body::ResponseBody;
+use super::limits::{BodyLimits, IncomingBody};
+use super::response::error_response;
 use super::util::version_labels;
 use crate::files::StaticFiles;
 use crate::log::{AccessFormat, AccessRecord};
@@ -31,7 +32,7 @@ use crate::tls::TlsInfo;
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<IncomingBody>,
         peer: SocketAddr,
     ) -> impl Future<Output = Response<ResponseBody>> + Send;
 }
@@ -58,6 +59,7 @@ impl HttpMode {
 pub struct Http1Settings {
     pub header_read_timeout: Duration,
     pub keep_alive: bool,
+    pub keep_alive_timeout: Duration,
     pub max_buffer_size: usize,
     pub pipeline_flush: bool,
 }
@@ -86,9 +88,10 @@ pub enum ConnBuilder {
 // The same settings apply to hyper's builders and to hyper-util's wrappers of them.
 macro_rules! apply_http1 {
     ($builder:expr, $s:expr) => {
+        // The header and keep-alive timers are the server's own (`activity.rs`).
         $builder
             .timer(TokioTimer::new())
-            .header_read_timeout($s.header_read_timeout)
+            .header_read_timeout(None)
             .keep_alive($s.keep_alive)
             .max_buf_size($s.max_buffer_size)
             .pipeline_flush($s.pipeline_flush)
@@ -132,9 +135,6 @@ pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings) -> ConnBuil
     }
 }
 
-/// How long shutdown waits for the first request of a just-accepted connection.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
-
 fn strip_body(response: &mut Response<ResponseBody>) {
     if let Some(len) = response.body().size_hint().exact() {
         if !response.headers().contains_key(CONTENT_LENGTH) {
@@ -158,15 +158,33 @@ pub struct ServerContext {
     pub access: Option<AccessLog>,
     /// With `--metrics`: where this worker counts.
     pub meter: Option<Meter>,
+    pub timers: Timers,
+    pub limits: BodyLimits,
+}
+
+/// An answer the server gives itself; on HTTP/1 it closes the connection (the rest of the
+/// request may still be on its way).
+fn refuse(status: http::StatusCode, version: Version) -> Response<ResponseBody> {
+    let mut response = error_response(status);
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn dispatch<H: Handler>(
     ctx: &ServerContext,
     handler: Arc<H>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     peer: SocketAddr,
     tls: Option<Arc<TlsInfo>>,
 ) -> Response<ResponseBody> {
+    let (parts, body) = req.into_parts();
+    let refused = ctx.limits.check_declared(&parts.headers);
+    let (body, refusal) = IncomingBody::new(body, ctx.limits);
+    let mut req = Request::from_parts(parts, body);
     if let Some(tls) = tls {
         req.extensions_mut().insert(tls);
     }
@@ -189,9 +207,20 @@ async fn dispatch<H: Handler>(
         None => None,
     };
     let served_static = static_response.is_some();
-    let mut response = match static_response {
-        Some(response) => response,
-        None => handler.handle(req, peer).await,
+    let mut response = match (static_response, refused) {
+        (Some(response), _) => response,
+        // Over a limit by its own account: the app never sees it.
+        (None, Some(status)) => refuse(status, version),
+        (None, None) => {
+            let response = handler.handle(req, peer).await;
+            // A body refused mid-read made the app fail (or give up): the client learns why.
+            match refusal.and_then(|r| r.status()) {
+                Some(status) if response.status().is_server_error() || response.status() == status => {
+                    refuse(status, version)
+                }
+                _ => response,
+            }
+        }
     };
     if let (Some(meter), Some(started)) = (&ctx.meter, started) {
         meter.request(version, response.status(), started.elapsed());
@@ -238,7 +267,9 @@ async fn dispatch<H: Handler>(
     response
 }
 
-/// Serves one connection; on shutdown, lets in-flight requests finish, then closes.
+/// Serves one connection until it ends, its timers close it, or the worker shuts down: then
+/// requests in flight finish, HTTP/1 answers carry `Connection: close`, HTTP/2 gets a GOAWAY,
+/// and a connection at rest gets a short grace for a request already on its way.
 /// `false` when the connection ended with an error.
 pub async fn serve_connection<IO, H>(
     io: IO,
@@ -246,52 +277,84 @@ pub async fn serve_connection<IO, H>(
     tls: Option<Arc<TlsInfo>>,
     handler: Arc<H>,
     ctx: Arc<ServerContext>,
-    shutdown: CancellationToken,
+    signals: Arc<Signals>,
 ) -> bool
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
+    let activity = Activity::new();
     let service_ctx = ctx.clone();
-    let started = Arc::new(AtomicBool::new(false));
-    let seen = started.clone();
-    let service = service_fn(move |req| {
-        seen.store(true, Ordering::Release);
+    let seen = activity.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let version = req.version();
+        let in_flight = seen.begin(version == Version::HTTP_2);
         let handler = handler.clone();
         let ctx = service_ctx.clone();
         let tls = tls.clone();
-        async move { Ok::<_, Infallible>(dispatch(&ctx, handler, req, peer, tls).await) }
+        let activity = seen.clone();
+        async move {
+            let mut response = dispatch(&ctx, handler, req, peer, tls).await;
+            if version < Version::HTTP_2 && activity.is_draining() {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            // The request ends with its body: written out, or dropped with the connection.
+            response.body_mut().hold(in_flight);
+            Ok::<_, Infallible>(response)
+        }
     });
-    // Each builder yields its own connection type: drive them alike, graceful on shutdown.
+    let timers = ctx.timers;
+    // Each builder yields its own connection type: drive them alike.
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
             tokio::pin!(conn);
-            tokio::select! {
-                biased;
-                result = conn.as_mut() => result.map_err(|e| e.to_string()),
-                _ = shutdown.cancelled() => {
-                    // A connection accepted just before shutdown may not have sent its request
-                    // yet: give it a moment, so a client is not cut off for nothing.
-                    let mut finished = None;
-                    if !started.load(Ordering::Acquire) {
-                        tokio::select! {
-                            result = conn.as_mut() => finished = Some(result.map_err(|e| e.to_string())),
-                            _ = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
-                        }
+            let mut drain_started = None;
+            let mut pressure_seen = signals.pressure();
+            let mut closing = false;
+            let timer = tokio::time::sleep(timers.header_read);
+            tokio::pin!(timer);
+            loop {
+                let signalled = signals.notified();
+                tokio::pin!(signalled);
+                signalled.as_mut().enable();
+                if drain_started.is_none() && signals.is_shut_down() {
+                    drain_started = Some(activity.age());
+                    activity.start_draining();
+                    if activity.is_http2() {
+                        conn.as_mut().graceful_shutdown(); // GOAWAY: streams in flight finish
                     }
-                    match finished {
-                        Some(result) => result,
-                        None => {
+                }
+                let pressure = signals.pressure();
+                if pressure != pressure_seen {
+                    pressure_seen = pressure;
+                    if !closing && evictable(&activity, &timers) {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                if !closing {
+                    match verdict(&activity, &timers, drain_started) {
+                        Verdict::Close => {
+                            closing = true;
                             conn.as_mut().graceful_shutdown();
-                            conn.await.map_err(|e| e.to_string())
                         }
+                        Verdict::Abort => break Err("no complete request head in time".to_string()),
+                        Verdict::Wait(left) => timer.as_mut().reset(tokio::time::Instant::now() + left),
                     }
+                }
+                tokio::select! {
+                    biased;
+                    result = conn.as_mut() => break result.map_err(|e| e.to_string()),
+                    _ = signalled => {}
+                    _ = timer.as_mut(), if !closing => {}
                 }
             }
         }};
     }
-    let io = TokioIo::new(io);
+    let io = TokioIo::new(Watched::new(io, activity.clone()));
     let result = match &ctx.builder {
         ConnBuilder::Auto(b) => drive!(b.serve_connection_with_upgrades(io, service)),
         ConnBuilder::Http1(b) => drive!(b.serve_connection(io, service).with_upgrades()),

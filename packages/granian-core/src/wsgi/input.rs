@@ -3,14 +3,15 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use tokio::sync::oneshot;
 
-use crate::http::request::RequestBody;
+use crate::http::limits::{BodyError, IncomingBody};
+use crate::http::request::{ReadError, RequestBody};
 use crate::metrics::meter::Meter;
 use crate::metrics::region::Counter;
 
@@ -21,13 +22,13 @@ const PREFETCH_LIMIT: u64 = 64 * 1024;
 pub enum InputSource {
     /// The whole body, as the frames it came in (shared, not joined).
     Read(VecDeque<Bytes>),
-    Streamed(Incoming, Option<Meter>),
+    Streamed(IncomingBody, Option<Meter>),
 }
 
 impl InputSource {
     /// A small body with a known length is read here, on the runtime: the app then reads it
     /// from memory instead of handing each read back and forth between threads.
-    pub async fn prefetch(incoming: Incoming, meter: Option<Meter>) -> Result<Self, hyper::Error> {
+    pub async fn prefetch(incoming: IncomingBody, meter: Option<Meter>) -> Result<Self, BodyError> {
         match incoming.size_hint().exact() {
             Some(len) if len > 0 && len <= PREFETCH_LIMIT => {
                 let frames = read_frames(incoming).await?;
@@ -41,7 +42,7 @@ impl InputSource {
     }
 }
 
-async fn read_frames(mut incoming: Incoming) -> Result<VecDeque<Bytes>, hyper::Error> {
+async fn read_frames(mut incoming: IncomingBody) -> Result<VecDeque<Bytes>, BodyError> {
     let mut chunks = VecDeque::new();
     while let Some(frame) = incoming.frame().await {
         if let Ok(data) = frame?.into_data() {
@@ -124,6 +125,12 @@ impl WsgiInput {
                 Ok(true)
             }
             Ok(Ok(None)) => Ok(false),
+            Ok(Err(ReadError::Interrupted(BodyError::Refused(status)))) => {
+                let why = BodyError::Refused(status);
+                Err(pyo3::exceptions::PyOSError::new_err(format!(
+                    "request body refused: {why}"
+                )))
+            }
             Ok(Err(_)) | Err(_) => Err(pyo3::exceptions::PyConnectionError::new_err(
                 "the client disconnected while sending the request body",
             )),

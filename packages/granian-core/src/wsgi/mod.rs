@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ::http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use pyo3::prelude::*;
 
 use crate::http::body::ResponseBody;
 use crate::http::cycle::exchange;
+use crate::http::limits::{BodyError, IncomingBody};
 use crate::http::response::{error_response, ResponseSlot};
 use crate::http::server::Handler;
 use input::InputSource;
@@ -24,10 +24,12 @@ pub struct WsgiHandler {
 }
 
 impl Handler for WsgiHandler {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    async fn handle(self: Arc<Self>, req: Request<IncomingBody>, peer: SocketAddr) -> Response<ResponseBody> {
         let (parts, incoming) = req.into_parts();
         let body = match InputSource::prefetch(incoming, self.shared.meter.clone()).await {
             Ok(body) => body,
+            // Over a limit: the server's refusal stands (see `dispatch`), the app never runs.
+            Err(BodyError::Refused(status)) => return error_response(status),
             Err(err) => {
                 log::debug!("the client went away while sending the request body: {err}");
                 return error_response(StatusCode::BAD_REQUEST);

@@ -96,6 +96,8 @@ class ServerOptions:
         pid_file: Optional[Path] = None,
         fd: Optional[int] = None,
         reuse_port: bool = False,
+        max_body_size: Optional[int] = None,
+        body_read_timeout: int = 60,
     ):
         self.target = target
         self.address = address
@@ -163,6 +165,8 @@ class ServerOptions:
         self.pid_file = Path(pid_file) if pid_file else None
         self.fd = fd
         self.reuse_port = reuse_port
+        self.max_body_size = max_body_size
+        self.body_read_timeout = body_read_timeout
 
         self._init_runtime_state()
         self._validate()
@@ -207,6 +211,10 @@ class ServerOptions:
                 _refuse('fd', 'must be a file descriptor number (0 or more)')
             if self.uds:
                 _refuse('fd', 'serves an inherited socket: it cannot be combined with uds')
+        if self.max_body_size is not None and self.max_body_size < 1:
+            _refuse('max_body_size', 'must be a number of bytes (1 or more), or None for no limit')
+        if self.body_read_timeout is not None and self.body_read_timeout <= 0:
+            _refuse('body_read_timeout', 'must be a positive number of seconds, or None for no limit')
         if self.reuse_port:
             if self.uds or self.fd is not None:
                 _refuse('reuse_port', 'applies to the TCP socket the server binds itself, not to uds or fd')
@@ -391,6 +399,8 @@ class ServerOptions:
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
                 metrics=metrics,
+                max_body_size=self.max_body_size,
+                body_read_timeout=float(self.body_read_timeout) if self.body_read_timeout else None,
             )
         )
 
