@@ -29,6 +29,8 @@ pub struct WorkerSettings {
     pub tls: Option<TlsSettings>,
     pub statics: Option<StaticOptions>,
     pub access_log_format: Option<String>,
+    /// `--log-format`: 'text' or 'json'.
+    pub log_format: String,
     pub websockets: bool,
     pub task_impl: String,
     pub metrics: Option<MetricsOptions>,
@@ -108,6 +110,15 @@ impl WorkerSettings {
             "1" => Ok(HttpMode::Http1),
             "2" => Ok(HttpMode::Http2),
             other => Err(PyValueError::new_err(format!("unknown HTTP mode {other:?}"))),
+        }
+    }
+
+    /// Whether access lines are JSON objects (`--log-format json`).
+    pub fn json_logs(&self) -> PyResult<bool> {
+        match self.log_format.as_str() {
+            "text" => Ok(false),
+            "json" => Ok(true),
+            other => Err(PyValueError::new_err(format!("unknown log format {other:?}"))),
         }
     }
 
