@@ -164,6 +164,7 @@ class H2Response:
     body: bytes = b''
     ended: bool = False
     reset: bool = False
+    trailers: list = field(default_factory=list)
 
 
 class RawH2:
@@ -220,6 +221,8 @@ class RawH2:
             elif isinstance(event, h2.events.DataReceived):
                 self.responses[event.stream_id].body += event.data
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.TrailersReceived):
+                self.responses[event.stream_id].trailers = list(event.headers)
             elif isinstance(event, h2.events.StreamEnded):
                 self.responses[event.stream_id].ended = True
             elif isinstance(event, h2.events.StreamReset):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from granian.errors import ConfigurationError, FatalError
 from granian.http import HTTP1Settings, HTTP2Settings
-from granian.log import LogLevels
+from granian.log import LogFormats, LogLevels
 
 # (option and metavar, help text, bracketed extras) as `granian --help` shows them, in its order.
 SEED_OPTIONS = [
@@ -340,6 +340,7 @@ DEFAULT_KWARGS = {
     'log_enabled': True,
     'log_level': LogLevels.info,
     'log_dictconfig': None,
+    'log_format': LogFormats.text,
     'log_access': False,
     'log_access_format': None,
     'ssl_cert': None,
@@ -480,6 +481,7 @@ def test_options_mapping(tmp_path):
             ('--backpressure', '64'),
             '--no-log',
             ('--log-level', 'debug'),
+            ('--log-format', 'json'),
             '--access-log',
             ('--access-log-fmt', '%(addr)s'),
             ('--ssl-certificate', str(cert)),
@@ -521,6 +523,7 @@ def test_options_mapping(tmp_path):
         backpressure=64,
         log_enabled=False,
         log_level=LogLevels.debug,
+        log_format=LogFormats.json,
         log_access=True,
         log_access_format='%(addr)s',
         ssl_cert=cert,
@@ -593,6 +596,15 @@ def test_interface_choices(value, expected):
 @pytest.mark.parametrize('level', ['critical', 'error', 'warning', 'warn', 'info', 'debug', 'notset'])
 def test_log_levels(level):
     assert parse(['--log-level', level])['log_level'] is LogLevels(level)
+
+
+@pytest.mark.parametrize('source', ['option', 'environment'])
+@pytest.mark.parametrize(('value', 'expected'), [('text', LogFormats.text), ('JSON', LogFormats.json)])
+def test_log_formats(source, value, expected):
+    if source == 'option':
+        assert parse(['--log-format', value])['log_format'] is expected
+    else:
+        assert parse([], env={'GRANIAN_LOG_FORMAT': value})['log_format'] is expected
 
 
 # durations
@@ -1131,6 +1143,7 @@ def test_help_option_order_matches_seed():
         ('--loop', Loops.auto),
         ('--task-impl', TaskImpl.asyncio),
         ('--log-level', LogLevels.info),
+        ('--log-format', LogFormats.text),
         ('--ssl-protocol-min', SSLProtocols.tls13),
     ],
 )

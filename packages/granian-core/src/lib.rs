@@ -11,6 +11,7 @@ mod convert;
 mod files;
 mod http;
 mod log;
+mod log_time;
 mod metrics;
 mod net;
 mod rsgi;

@@ -1,13 +1,22 @@
 //! The access log: the user's %-style format parsed once, each line rendered in Rust and
-//! handed to the `granian.access` logger as a finished string.
+//! handed to the `granian.access` logger as a finished string. With `--log-format json`
+//! that string is one JSON object: the text line as `message`, and every atom as a field
+//! of its own (the shape is documented in the README, and `granian.log` writes the same
+//! one for access lines logged from Python).
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+
+use serde_core::ser::{SerializeMap, Serializer};
+use serde_core::Serialize;
+
+use crate::log_time::{format_iso_time, format_time, with_formatted_time};
 
 /// What one access line can show.
 pub struct AccessRecord<'a> {
-    /// Values of the request headers the format names, in `header_names()` order.
-    pub headers: &'a [&'a str],
+    /// Values of the request headers the format names, in `header_names()` order; None
+    /// when the request has none (the text shows `-`, JSON `null`).
+    pub headers: &'a [Option<&'a str>],
     pub addr: &'a str,
     pub time: SystemTime,
     pub dt_ms: f64,
@@ -75,6 +84,8 @@ pub struct AccessFormat {
     /// Seconds east of UTC for `%(time)s`: the local offset when the worker started, as
     /// granian 2.8.7 takes it.
     utc_offset: i64,
+    /// `--log-format json`: each line is a JSON object rather than the format's text.
+    json: bool,
 }
 
 impl AccessFormat {
@@ -167,7 +178,14 @@ impl AccessFormat {
             parts,
             headers,
             utc_offset: 0,
+            json: false,
         })
+    }
+
+    /// The format writing JSON objects (`--log-format json`) instead of text lines.
+    pub fn with_json(mut self, json: bool) -> Self {
+        self.json = json;
+        self
     }
 
     /// The format with `%(time)s` written at this offset from UTC (seconds east).
@@ -181,7 +199,17 @@ impl AccessFormat {
         &self.headers
     }
 
+    /// One access line, without its newline: the format's text, or with JSON the object
+    /// that carries it.
     pub fn render(&self, record: &AccessRecord<'_>) -> String {
+        let text = self.render_text(record);
+        if self.json {
+            return self.render_json(record, &text);
+        }
+        text
+    }
+
+    fn render_text(&self, record: &AccessRecord<'_>) -> String {
         let mut out = String::with_capacity(128);
         for part in &self.parts {
             match part {
@@ -200,7 +228,7 @@ impl AccessFormat {
                         Atom::Method => Value::Str(record.method),
                         Atom::Scheme => Value::Str(record.scheme),
                         Atom::Protocol => Value::Str(record.protocol),
-                        Atom::Header(index) => Value::Str(record.headers.get(index).copied().unwrap_or("-")),
+                        Atom::Header(index) => Value::Str(header_text(record, index)),
                     };
                     let rendered = value.convert(spec);
                     pad(&mut out, &rendered, spec);
@@ -224,7 +252,7 @@ impl AccessFormat {
             (Atom::Scheme, 's') => out.push_str(record.scheme),
             (Atom::Protocol, 's') => out.push_str(record.protocol),
             (Atom::Time, 's') => with_formatted_time(record.time, self.utc_offset, |time| out.push_str(time)),
-            (Atom::Header(index), 's') => out.push_str(record.headers.get(index).copied().unwrap_or("-")),
+            (Atom::Header(index), 's') => out.push_str(header_text(record, index)),
             (Atom::Status, 'd' | 'i') => {
                 let _ = write!(out, "{}", record.status);
             }
@@ -235,23 +263,88 @@ impl AccessFormat {
         }
         true
     }
+
+    /// `{"time": ..., "level": "INFO", "logger": "granian.access", "message": text, <atoms>}`
+    /// on one line; serde_json does the escaping.
+    #[inline(never)]
+    fn render_json(&self, record: &AccessRecord<'_>, text: &str) -> String {
+        let time = format_iso_time(record.time, self.utc_offset);
+        let line = JsonLine {
+            record,
+            time: &time,
+            message: text,
+            header_names: &self.headers,
+        };
+        // Strings, integers and floats always serialize: the fallback is never taken.
+        serde_json::to_string(&line).unwrap_or_else(|_| text.to_owned())
+    }
 }
 
-thread_local! {
-    /// The last second formatted on this thread: consecutive lines mostly share it.
-    static LAST_TIME: std::cell::RefCell<(i64, i64, String)> =
-        const { std::cell::RefCell::new((i64::MIN, 0, String::new())) };
+/// A header atom's value as the text shows it: `-` when the request has none.
+fn header_text<'a>(record: &AccessRecord<'a>, index: usize) -> &'a str {
+    record.headers.get(index).copied().flatten().unwrap_or("-")
 }
 
-fn with_formatted_time(time: SystemTime, utc_offset: i64, use_it: impl FnOnce(&str)) {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
-    LAST_TIME.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != secs || last.1 != utc_offset {
-            *last = (secs, utc_offset, format_time(time, utc_offset));
+/// One access line as a JSON object. Fields, in this order: `time` (ISO 8601, milliseconds,
+/// the worker's UTC offset), `level`, `logger`, `message` (the line the format renders in
+/// text mode), then every atom: `addr`, `method`, `path`, `query_string`, `status` (a
+/// number), `dt_ms` (a number, rounded to the microsecond), `protocol`, `scheme`, and, when
+/// the format names request headers, `header`: their lower-case names to their values
+/// (`null` when absent).
+struct JsonLine<'a> {
+    record: &'a AccessRecord<'a>,
+    time: &'a str,
+    message: &'a str,
+    header_names: &'a [String],
+}
+
+impl Serialize for JsonLine<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let record = self.record;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("time", self.time)?;
+        map.serialize_entry("level", "INFO")?;
+        map.serialize_entry("logger", "granian.access")?;
+        map.serialize_entry("message", self.message)?;
+        map.serialize_entry("addr", record.addr)?;
+        map.serialize_entry("method", record.method)?;
+        map.serialize_entry("path", record.path)?;
+        map.serialize_entry("query_string", record.query_string)?;
+        map.serialize_entry("status", &record.status)?;
+        map.serialize_entry("dt_ms", &((record.dt_ms * 1000.0).round() / 1000.0))?;
+        map.serialize_entry("protocol", record.protocol)?;
+        map.serialize_entry("scheme", record.scheme)?;
+        if !self.header_names.is_empty() {
+            map.serialize_entry(
+                "header",
+                &HeaderFields {
+                    names: self.header_names,
+                    values: record.headers,
+                },
+            )?;
         }
-        use_it(&last.2);
-    });
+        map.end()
+    }
+}
+
+/// The `header` object of a JSON line.
+struct HeaderFields<'a> {
+    names: &'a [String],
+    values: &'a [Option<&'a str>],
+}
+
+impl Serialize for HeaderFields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (index, name) in self.names.iter().enumerate() {
+            // A header the format shows twice is one field.
+            if self.names[..index].contains(name) {
+                continue;
+            }
+            map.serialize_entry(name, &self.values.get(index).copied().flatten())?;
+        }
+        map.end()
+    }
 }
 
 enum Value<'a> {
@@ -298,40 +391,10 @@ fn pad(out: &mut String, value: &str, spec: &Spec) {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS +HHMM` at a fixed offset from UTC (seconds east): no time zone
-/// database needed.
-pub fn format_time(time: SystemTime, utc_offset: i64) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64 + utc_offset;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let sign = if utc_offset < 0 { '-' } else { '+' };
-    let offset_minutes = utc_offset.abs() / 60;
-    let mut out = String::with_capacity(25);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        offset_minutes / 60,
-        offset_minutes % 60
-    );
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     fn record(time: SystemTime) -> AccessRecord<'static> {
         AccessRecord {
@@ -374,20 +437,11 @@ mod tests {
     }
 
     #[test]
-    fn dates() {
-        assert_eq!(format_time(UNIX_EPOCH, 0), "1970-01-01 00:00:00 +0000");
-        let leap_day = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
-        assert_eq!(format_time(leap_day, 0), "2024-02-29 12:34:56 +0000");
-        assert_eq!(format_time(leap_day, 5 * 3600 + 30 * 60), "2024-02-29 18:04:56 +0530");
-        assert_eq!(format_time(leap_day, -13 * 3600), "2024-02-28 23:34:56 -1300");
-    }
-
-    #[test]
     fn header_atoms() {
         let fmt = AccessFormat::parse("%(status)d ua=%(header{User-Agent})s ref=%(header{ referer })s").unwrap();
         assert_eq!(fmt.header_names(), ["user-agent", "referer"]);
         let mut rec = record(UNIX_EPOCH);
-        rec.headers = &["curl/8", "-"];
+        rec.headers = &[Some("curl/8"), None];
         assert_eq!(fmt.render(&rec), "200 ua=curl/8 ref=-");
         assert!(AccessFormat::parse("%(header{x})d").is_err());
         assert!(AccessFormat::parse("%(header{})s").is_err());
@@ -397,5 +451,34 @@ mod tests {
     fn local_time_offset() {
         let fmt = AccessFormat::parse("%(time)s").unwrap().with_utc_offset(3600);
         assert_eq!(fmt.render(&record(UNIX_EPOCH)), "1970-01-01 01:00:00 +0100");
+    }
+
+    #[test]
+    fn json_lines() {
+        let fmt = AccessFormat::parse(
+            r#"%(method)s "%(path)s" ua=%(header{User-Agent})s r=%(header{referer})s %(header{user-agent})s"#,
+        )
+        .unwrap()
+        .with_utc_offset(3600)
+        .with_json(true);
+        let mut rec = record(UNIX_EPOCH + Duration::from_millis(1_500));
+        rec.headers = &[Some("probe \"1\"\n"), None, Some("probe \"1\"\n")];
+        rec.path = "/a\u{e9}";
+        assert_eq!(
+            fmt.render(&rec),
+            concat!(
+                r#"{"time":"1970-01-01T01:00:01.500+01:00","level":"INFO","logger":"granian.access","#,
+                r#""message":"GET \"/aé\" ua=probe \"1\"\n r=- probe \"1\"\n","#,
+                r#""addr":"127.0.0.1","method":"GET","path":"/aé","query_string":"x=1","status":200,"#,
+                r#""dt_ms":1.235,"protocol":"HTTP/1.1","scheme":"http","#,
+                r#""header":{"user-agent":"probe \"1\"\n","referer":null}}"#
+            )
+        );
+        // Without header atoms there is no `header` field; the text path is unchanged.
+        let plain = AccessFormat::parse("%(status)d").unwrap();
+        assert_eq!(plain.render(&record(UNIX_EPOCH)), "200");
+        let line = plain.with_json(true).render(&record(UNIX_EPOCH));
+        assert!(line.ends_with(r#""protocol":"HTTP/1.1","scheme":"http"}"#), "{line}");
+        assert!(line.contains(r#""message":"200""#), "{line}");
     }
 }

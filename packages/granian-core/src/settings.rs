@@ -30,6 +30,8 @@ pub struct WorkerSettings {
     pub tls: Option<TlsSettings>,
     pub statics: Option<StaticOptions>,
     pub access_log_format: Option<String>,
+    /// `--log-format`: 'text' or 'json'.
+    pub log_format: String,
     pub websockets: bool,
     pub task_impl: String,
     pub metrics: Option<MetricsOptions>,
@@ -131,6 +133,15 @@ impl WorkerSettings {
             max_size: self.max_body_size,
             read_timeout,
         })
+    }
+
+    /// Whether access lines are JSON objects (`--log-format json`).
+    pub fn json_logs(&self) -> PyResult<bool> {
+        match self.log_format.as_str() {
+            "text" => Ok(false),
+            "json" => Ok(true),
+            other => Err(PyValueError::new_err(format!("unknown log format {other:?}"))),
+        }
     }
 
     /// Whether app coroutines run as native tasks (`--task-impl rust`).

@@ -191,7 +191,11 @@ impl Worker {
         let access_format = match &settings.access_log_format {
             Some(format) => {
                 let format = AccessFormat::parse(format).map_err(PyValueError::new_err)?;
-                Some(format.with_utc_offset(local_utc_offset(py)?))
+                Some(
+                    format
+                        .with_utc_offset(local_utc_offset(py)?)
+                        .with_json(settings.json_logs()?),
+                )
             }
             None => None,
         };

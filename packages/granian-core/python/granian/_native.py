@@ -55,6 +55,8 @@ class WorkerSettings:
     statics: Optional[StaticFilesSettings]
     #: None when the access log is off.
     access_log_format: Optional[str]
+    #: 'text' or 'json' (`--log-format`): how access lines are written.
+    log_format: str
     websockets: bool
     #: 'asyncio' or 'rust'.
     task_impl: str

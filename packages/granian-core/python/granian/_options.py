@@ -16,7 +16,7 @@ from ._option_spec import KINDS, NO_DEFAULT, Option, PythonOnly
 from ._option_spec import flag as _flag
 from .constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from .http import HTTP1Settings, HTTP2Settings
-from .log import LogLevels
+from .log import LogFormats, LogLevels
 
 __all__ = ['KINDS', 'NO_DEFAULT', 'OPTIONS', 'PYTHON_ONLY', 'SETTINGS_GROUPS', 'TARGET_HELP', 'Option', 'PythonOnly']
 
@@ -304,6 +304,15 @@ OPTIONS: Tuple[Option, ...] = (
         'Logging configuration file (json)',
         kind='json_file',
         exists=True,
+    ),
+    Option(
+        '--log-format',
+        'log_format',
+        'GRANIAN_LOG_FORMAT',
+        'Log format: plain text, or one JSON object per line (runtime and access lines)',
+        kind='choice',
+        enum=LogFormats,
+        default=LogFormats.text,
     ),
     _flag('access-log', 'log_access', 'GRANIAN_LOG_ACCESS_ENABLED', 'Enable access log', False),
     Option('--access-log-fmt', 'log_access_format', 'GRANIAN_LOG_ACCESS_FMT', 'Access log format'),

@@ -1,11 +1,14 @@
 import copy
 import datetime
+import json
 import logging
 import logging.config
 import re
 import time
 from enum import Enum
 from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from .constants import StrEnum
 
 
 class LogLevels(str, Enum):
@@ -16,6 +19,13 @@ class LogLevels(str, Enum):
     info = 'info'
     debug = 'debug'
     notset = 'notset'
+
+
+class LogFormats(StrEnum):
+    """`--log-format`: how runtime and access lines are written."""
+
+    text = 'text'
+    json = 'json'
 
 
 log_levels_map = {
@@ -54,9 +64,57 @@ LOGGING_CONFIG: Dict[str, Any] = {
 logger = logging.getLogger('_granian')
 access_logger = logging.getLogger('granian.access')
 
+# What `configure_logging` last selected: the access loggers built after it follow it.
+_log_format = LogFormats.text
 
-def configure_logging(level: LogLevels, config: Optional[Dict[str, Any]] = None, enabled: bool = True) -> None:
+
+def _json_line(entry: Dict[str, Any]) -> str:
+    # Compact, as serde_json writes the access lines of the Rust core.
+    return json.dumps(entry, separators=(',', ':'), default=str)
+
+
+class JsonFormatter(logging.Formatter):
+    """`--log-format json`: each record as one JSON object on one line.
+
+    Keys: `time` (ISO 8601, local time with its UTC offset, milliseconds), `level`, `logger`,
+    `message`, and `exc_info` (the formatted traceback) / `stack_info` when the record has one.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, tz=datetime.timezone.utc).astimezone()
+        entry: Dict[str, Any] = {
+            'time': created.isoformat(timespec='milliseconds'),
+            'level': record.levelname,
+            'logger': record.name,
+            'message': record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry['exc_info'] = record.exc_text
+        if record.stack_info:
+            entry['stack_info'] = self.formatStack(record.stack_info)
+        return _json_line(entry)
+
+
+def configure_logging(
+    level: LogLevels,
+    config: Optional[Dict[str, Any]] = None,
+    enabled: bool = True,
+    log_format: LogFormats = LogFormats.text,
+) -> None:
+    """Sets up `_granian` and `granian.access` (`dictConfig`): our default config, with the
+    user's `config` merged over it (its handlers, formatters and loggers win where names clash).
+
+    With `log_format` json, the default `generic` formatter writes JSON objects
+    (`JsonFormatter`); access lines are JSON already when they reach `granian.access`
+    (`log_request_builder`, and the Rust core), so its `%(message)s` formatter stays.
+    """
+    global _log_format
+    _log_format = LogFormats(log_format)
     log_config = copy.deepcopy(LOGGING_CONFIG)
+    if _log_format is LogFormats.json:
+        log_config['formatters']['generic'] = {'()': JsonFormatter}
     if config:
         # A user config adds to ours: its loggers and handlers win where names clash.
         for key in ('formatters', 'handlers', 'loggers'):
@@ -106,9 +164,14 @@ _CONVERSION = re.compile(r'%(%|\()?')
 RequestLogger = Callable[[float, float, Mapping[str, Any], int], None]
 
 
-def log_request_builder(fmt: Optional[str]) -> RequestLogger:
+def log_request_builder(fmt: Optional[str], log_format: Optional[LogFormats] = None) -> RequestLogger:
     """The access logger of a Python interface: `log(rtime, mtime, req, status)` logs one line
     of `fmt` (DEFAULT_ACCESSLOG_FMT when None) to `granian.access`.
+
+    With `log_format` json (None: what `configure_logging` last selected), the line logged is
+    one JSON object, the same the Rust core writes: `time`, `level`, `logger`, `message` (the
+    line of `fmt`), then `addr`, `method`, `path`, `query_string`, `status`, `dt_ms`,
+    `protocol`, `scheme` and, when `fmt` shows headers, `header` (name to value or null).
 
     `rtime` is when the request arrived (`time.time()`), `mtime` the same instant by
     `time.perf_counter()`, and `req` a mapping with `addr_remote`, `path`, `qs`, `method`,
@@ -124,6 +187,7 @@ def log_request_builder(fmt: Optional[str]) -> RequestLogger:
 
     line_fmt = _HEADER_ATOM.sub(header_slot, DEFAULT_ACCESSLOG_FMT if fmt is None else fmt)
     slots = [(f'_header_{index}', name) for index, name in enumerate(header_names)]
+    as_json = LogFormats(log_format or _log_format) is LogFormats.json
     # The offset of the local time zone, fixed when the logger is built.
     zone = datetime.datetime.now().astimezone().tzinfo
 
@@ -158,9 +222,33 @@ def log_request_builder(fmt: Optional[str]) -> RequestLogger:
     except (TypeError, ValueError) as exc:
         raise ValueError(f'invalid access log format {fmt!r}: {exc}') from None
 
+    def json_request_line(rtime: float, mtime: float, req: Mapping[str, Any], status: int) -> str:
+        values = atoms(rtime, mtime, req, status)
+        entry: Dict[str, Any] = {
+            'time': datetime.datetime.fromtimestamp(rtime, tz=zone).isoformat(timespec='milliseconds'),
+            'level': 'INFO',
+            'logger': access_logger.name,
+            'message': line_fmt % values,
+            'addr': values['addr'],
+            'method': values['method'],
+            'path': values['path'],
+            'query_string': values['query_string'],
+            'status': values['status'],
+            'dt_ms': round(values['dt_ms'], 3),
+            'protocol': values['protocol'],
+            'scheme': values['scheme'],
+        }
+        if slots:
+            lookup = req['headers']
+            entry['header'] = {name: lookup(name) or None for name in header_names}
+        return _json_line(entry)
+
     def log_request(rtime: float, mtime: float, req: Mapping[str, Any], res_code: int) -> None:
         if access_logger.isEnabledFor(logging.INFO):
-            access_logger.info(line_fmt, atoms(rtime, mtime, req, res_code))
+            if as_json:
+                access_logger.info(json_request_line(rtime, mtime, req, res_code))
+            else:
+                access_logger.info(line_fmt, atoms(rtime, mtime, req, res_code))
 
     log_request.parse_headers = bool(slots)  # type: ignore[attr-defined]
     return log_request

@@ -52,8 +52,13 @@ pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, shared: &AsgiShared, call: C
 
 enum Phase {
     Start,
-    Started(StatusCode, HeaderMap),
-    Streaming,
+    /// The head, and whether trailers will follow the body.
+    Started(StatusCode, HeaderMap, bool),
+    Streaming {
+        trailers: bool,
+    },
+    /// The body is complete; trailer fields arrive until `more_trailers` is false.
+    Trailers(HeaderMap),
     Done,
 }
 
@@ -122,7 +127,11 @@ impl AsgiRequest {
                     Some(h) => byte_headers(&h)?,
                     None => HeaderMap::new(),
                 };
-                *phase = Phase::Started(status, headers);
+                let trailers = match msg.get_item(intern!(py, "trailers"))? {
+                    Some(t) => t.is_truthy()?,
+                    None => false,
+                };
+                *phase = Phase::Started(status, headers, trailers);
                 Ok(ready_none(py))
             }
             "http.response.body" => {
@@ -147,11 +156,19 @@ impl AsgiRequest {
                         Err(flow_error("Response not started"))
                     }
                     Phase::Done => Err(protocol_error("message sent after the response completed")),
-                    Phase::Started(status, headers) => {
-                        if more {
+                    Phase::Trailers(fields) => {
+                        *phase = Phase::Trailers(fields);
+                        Err(protocol_error("'http.response.body' after the body completed"))
+                    }
+                    Phase::Started(status, headers, trailers) => {
+                        // With trailers to come, even a one-piece body is streamed.
+                        if more || trailers {
                             let body = ResponseBody::streamed(self.stream.open());
                             self.response.send(response(status, headers, body));
-                            *phase = Phase::Streaming;
+                            *phase = match more {
+                                true => Phase::Streaming { trailers },
+                                false => Phase::Trailers(HeaderMap::new()),
+                            };
                             self.push(py, chunk(), false)
                         } else {
                             let body = body.as_ref().map(bytes_of).unwrap_or_default();
@@ -159,21 +176,50 @@ impl AsgiRequest {
                             Ok(ready_none(py))
                         }
                     }
-                    Phase::Streaming => {
-                        if more {
-                            *phase = Phase::Streaming;
-                        }
-                        self.push(py, chunk(), !more)
+                    Phase::Streaming { trailers } => {
+                        *phase = match (more, trailers) {
+                            (true, _) => Phase::Streaming { trailers },
+                            (false, true) => Phase::Trailers(HeaderMap::new()),
+                            (false, false) => Phase::Done,
+                        };
+                        self.push(py, chunk(), !more && !trailers)
                     }
                 }
             }
+            "http.response.trailers" => match std::mem::replace(&mut *phase, Phase::Done) {
+                Phase::Trailers(mut fields) => {
+                    if let Some(h) = msg.get_item(intern!(py, "headers"))? {
+                        for (name, value) in byte_headers(&h)? {
+                            if let Some(name) = name {
+                                fields.append(name, value);
+                            }
+                        }
+                    }
+                    let more = match msg.get_item(intern!(py, "more_trailers"))? {
+                        Some(m) => m.is_truthy()?,
+                        None => false,
+                    };
+                    if more {
+                        *phase = Phase::Trailers(fields);
+                    } else {
+                        self.stream.close_with_trailers(fields);
+                    }
+                    Ok(ready_none(py))
+                }
+                other => {
+                    *phase = other;
+                    Err(protocol_error(
+                        "'http.response.trailers' needs 'trailers': True in 'http.response.start' and a completed body",
+                    ))
+                }
+            },
             "http.response.pathsend" => {
                 let path: std::path::PathBuf = match msg.get_item(intern!(py, "path"))? {
                     Some(p) => p.extract()?,
                     None => return Err(protocol_error("'http.response.pathsend' without a path")),
                 };
                 match std::mem::replace(&mut *phase, Phase::Done) {
-                    Phase::Started(status, headers) => {
+                    Phase::Started(status, headers, _) => {
                         let sent = match open_file(&path) {
                             Some((file, len)) => response(status, headers, file_body(file, 0, len)?),
                             None => {
@@ -218,7 +264,12 @@ impl AsgiRequest {
         let streaming = self
             .phase
             .lock()
-            .map(|mut p| matches!(std::mem::replace(&mut *p, Phase::Done), Phase::Streaming))
+            .map(|mut p| {
+                matches!(
+                    std::mem::replace(&mut *p, Phase::Done),
+                    Phase::Streaming { .. } | Phase::Trailers(_)
+                )
+            })
             .unwrap_or(false);
         // A body that never got its last chunk: the client must see a cut, not an end.
         if streaming && !raised && !self.state.is_disconnected() {

@@ -65,6 +65,7 @@ pub fn scope<'py>(
         extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
     } else {
         extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+        extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
         if let Some(tls) = parts.extensions.get::<Arc<TlsInfo>>() {
             extensions.set_item(intern!(py, "tls"), tls_extension(py, tls)?)?;
         }

@@ -98,6 +98,7 @@ impl Body for ResponseBody {
             Payload::Stream(reader) => match reader.poll_read(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(StreamRead::Data(data)) => Some(Ok(Frame::data(data))),
+                Poll::Ready(StreamRead::Trailers(trailers)) => Some(Ok(Frame::trailers(trailers))),
                 Poll::Ready(StreamRead::Aborted) => {
                     Some(Err(std::io::Error::other("the application failed mid-response")))
                 }

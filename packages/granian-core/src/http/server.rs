@@ -240,15 +240,9 @@ async fn dispatch<H: Handler>(
     }
     if let (Some((log, time, method, uri, headers)), Some(started)) = (access, started) {
         let addr = peer.ip().to_string();
-        let header_values: Vec<&str> = headers
+        let header_values: Vec<Option<&str>> = headers
             .iter()
-            .map(|value| {
-                value
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or("-")
-            })
+            .map(|value| value.as_ref().and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
             .collect();
         let line = log.format.render(&AccessRecord {
             headers: &header_values,

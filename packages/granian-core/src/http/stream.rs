@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
 use tokio::sync::Notify;
 
 pub enum StreamSend {
@@ -53,6 +54,8 @@ struct PipeState {
     aborted: bool,
     /// The body was dropped: the client is gone.
     gone: bool,
+    /// Sent after the data, when the app ended the body with trailers.
+    trailers: Option<HeaderMap>,
     reader: Option<Waker>,
 }
 
@@ -129,26 +132,33 @@ impl StreamSlot {
 
     /// Ends the body with an error: the client sees a truncated response, not a complete one.
     pub fn abort(&self) {
-        self.end(true);
+        self.end(true, None);
     }
 
     /// Ends the body: hyper sees its end once the queued data is written.
     pub fn close(&self) {
-        self.end(false);
+        self.end(false, None);
     }
 
-    fn end(&self, aborted: bool) {
+    /// Ends the body with trailer fields after its data; false when it had ended already.
+    pub fn close_with_trailers(&self, trailers: HeaderMap) -> bool {
+        self.end(false, Some(trailers))
+    }
+
+    fn end(&self, aborted: bool, trailers: Option<HeaderMap>) -> bool {
         let reader = match self.0.state.lock() {
             Ok(mut state) if !state.closed => {
                 state.closed = true;
                 state.aborted = aborted;
+                state.trailers = trailers;
                 state.reader.take()
             }
-            _ => None,
+            _ => return false,
         };
         if let Some(reader) = reader {
             reader.wake();
         }
+        true
     }
 }
 
@@ -157,6 +167,8 @@ pub struct StreamReader(Arc<Pipe>);
 
 pub enum StreamRead {
     Data(Bytes),
+    /// The trailer fields, after the last data.
+    Trailers(HeaderMap),
     End,
     Aborted,
 }
@@ -170,7 +182,12 @@ impl StreamReader {
             Some(data) => data,
             None if !state.tail.is_empty() => state.tail.split().freeze(),
             None if state.closed && state.aborted => return Poll::Ready(StreamRead::Aborted),
-            None if state.closed => return Poll::Ready(StreamRead::End),
+            None if state.closed => {
+                return Poll::Ready(match state.trailers.take() {
+                    Some(trailers) => StreamRead::Trailers(trailers),
+                    None => StreamRead::End,
+                })
+            }
             None => {
                 state.reader = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -251,6 +268,23 @@ mod tests {
             .build()
             .expect("a test runtime");
         assert!(!runtime.block_on(slot.room()));
+    }
+
+    #[test]
+    fn trailers_follow_the_data_then_the_end() {
+        let slot = StreamSlot::default();
+        let mut reader = reader_of(&slot);
+        slot.send(Chunk::Copy(b"body"));
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        assert!(slot.close_with_trailers(trailers));
+        assert!(!slot.close_with_trailers(HeaderMap::new()), "a body ends once");
+        assert!(matches!(read(&mut reader), Poll::Ready(StreamRead::Data(_))));
+        match read(&mut reader) {
+            Poll::Ready(StreamRead::Trailers(t)) => assert_eq!(t["grpc-status"], "0"),
+            _ => panic!("expected the trailers"),
+        }
+        assert!(matches!(read(&mut reader), Poll::Ready(StreamRead::End)));
     }
 
     #[test]

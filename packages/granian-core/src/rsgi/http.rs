@@ -286,4 +286,15 @@ impl StreamTransport {
     fn send_str(&self, py: Python<'_>, data: Bound<'_, PyString>) -> PyResult<Py<PyAny>> {
         self.send(py, Chunk::Copy(data.to_str()?.as_bytes()))
     }
+
+    /// Ends the body with trailer fields (`[(name, value), ...]`): sent on HTTP/2, and on
+    /// HTTP/1.1 to a client that asked for them (`TE: trailers`) when the response's `Trailer`
+    /// header names them. Nothing may be sent after.
+    fn send_trailers(&self, py: Python<'_>, headers: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let trailers = str_headers(&headers)?;
+        if !self.stream.close_with_trailers(trailers) {
+            return Err(ProtocolError::new_err("the response body has ended already"));
+        }
+        Ok(ready_none(py))
+    }
 }

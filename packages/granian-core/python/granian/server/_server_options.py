@@ -25,7 +25,7 @@ from .._native import MetricsSettings, StaticFilesSettings, TLSSettings, WorkerS
 from ..constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError
 from ..http import HTTP1Settings, HTTP2Settings
-from ..log import DEFAULT_ACCESSLOG_FMT, LogLevels, logger
+from ..log import DEFAULT_ACCESSLOG_FMT, LogFormats, LogLevels, logger
 
 
 class ServerOptions:
@@ -94,10 +94,12 @@ class ServerOptions:
         reload_ignore_worker_failure: bool = False,
         process_name: Optional[str] = None,
         pid_file: Optional[Path] = None,
+        *,
         fd: Optional[int] = None,
         reuse_port: bool = False,
         max_body_size: Optional[int] = None,
         body_read_timeout: int = 60,
+        log_format: LogFormats = LogFormats.text,
     ):
         self.target = target
         self.address = address
@@ -130,6 +132,7 @@ class ServerOptions:
         self.log_dictconfig = log_dictconfig
         self.log_access = log_access
         self.log_access_format = log_access_format
+        self.log_format = LogFormats(log_format)
         self.build_ssl_context(
             ssl_cert, ssl_key, ssl_key_password, ssl_protocol_min, ssl_ca, ssl_crl or [], ssl_client_verify
         )
@@ -396,6 +399,7 @@ class ServerOptions:
                 tls=self._tls,
                 statics=self._statics,
                 access_log_format=(self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
+                log_format=str(self.log_format),
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
                 metrics=metrics,

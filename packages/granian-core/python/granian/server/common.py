@@ -125,7 +125,7 @@ class AbstractServer(ServerOptions):
             )
         self._set_app_loader(target_loader, wrap_loader)
         try:
-            configure_logging(self.log_level, self.log_dictconfig, self.log_enabled)
+            configure_logging(self.log_level, self.log_dictconfig, self.log_enabled, self.log_format)
         except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
             # dictConfig's own messages name the faulty part; no traceback for a config mistake.
             cause = f'{exc}: {exc.__cause__}' if exc.__cause__ else str(exc)

@@ -22,7 +22,7 @@ from .._interfaces import load_interface, shutdown_on_running_loop, startup_on_r
 from ..constants import HTTPModes, Interfaces, SSLProtocols, TaskImpl
 from ..errors import ConfigurationError
 from ..http import HTTP1Settings, HTTP2Settings
-from ..log import LogLevels, configure_logging, logger
+from ..log import LogFormats, LogLevels, configure_logging, logger
 from ._worker import attach_bridge
 from .common import AbstractServer
 
@@ -108,6 +108,7 @@ class Server(AbstractServer):
         static_path_mount: Optional[Sequence[Path]] = None,
         static_path_dir_to_file: Optional[str] = None,
         static_path_expires: int = 86400,
+        log_format: LogFormats = LogFormats.text,
         **options: Any,
     ):
         """`target` is the application object (with `factory=True`, a callable returning it,
@@ -168,6 +169,7 @@ class Server(AbstractServer):
             static_path_mount=static_path_mount,
             static_path_dir_to_file=static_path_dir_to_file,
             static_path_expires=static_path_expires,
+            log_format=log_format,
         )
         self.target = target
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -250,7 +252,7 @@ class Server(AbstractServer):
         if self._serving:
             raise RuntimeError('this server is already serving')
         loop = asyncio.get_running_loop()
-        configure_logging(self.log_level, self.log_dictconfig, self.log_enabled)
+        configure_logging(self.log_level, self.log_dictconfig, self.log_enabled, self.log_format)
         self._load_env_files()
         self._loop = loop
         self._serving = True

@@ -227,7 +227,7 @@ def _worker_main(payload: bytes, main: Optional[Tuple[str, str]] = None) -> None
     server, slot, fds, metrics = pickle.loads(payload)
     for fd in fds.values():
         os.set_inheritable(fd, False)  # not for the application's own subprocesses
-    configure_logging(server.log_level, server.log_dictconfig, server.log_enabled)
+    configure_logging(server.log_level, server.log_dictconfig, server.log_enabled, server.log_format)
     if server.process_name:
         _set_process_name(f'{server.process_name} [worker-{slot}]')
     holder = server.worker_socket(functools.partial(SocketHolder.from_fd, fds['listener']))
