@@ -121,7 +121,11 @@ enum Accepted {
 impl Accepting {
     fn register(listener: Listener) -> std::io::Result<Self> {
         Ok(match listener {
-            Listener::Tcp(l) => Self::Tcp(tokio::net::TcpListener::from_std(l)?),
+            Listener::Tcp(l) => {
+                // Responses leave as soon as they are written (no Nagle delay).
+                socket2::SockRef::from(&l).set_tcp_nodelay(true)?;
+                Self::Tcp(tokio::net::TcpListener::from_std(l)?)
+            }
             Listener::Unix(l, _) => Self::Unix(tokio::net::UnixListener::from_std(l)?),
         })
     }
@@ -156,6 +160,9 @@ impl Accepting {
     async fn accept(&self) -> std::io::Result<Accepted> {
         match self {
             Self::Tcp(l) => l.accept().await.map(|(s, peer)| {
+                // Linux hands the listener's TCP_NODELAY to every accepted socket (set once in
+                // `register`); elsewhere each connection sets it.
+                #[cfg(not(target_os = "linux"))]
                 let _ = s.set_nodelay(true);
                 Accepted::Tcp(s, peer)
             }),

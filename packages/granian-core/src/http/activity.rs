@@ -124,6 +124,13 @@ impl Activity {
 /// abandoned by hyper when the client went away).
 pub struct InFlight(Arc<Activity>);
 
+impl InFlight {
+    /// Whether its connection is draining (the worker shuts down).
+    pub fn connection_draining(&self) -> bool {
+        self.0.is_draining()
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.end();

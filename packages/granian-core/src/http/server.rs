@@ -286,10 +286,9 @@ where
         let handler = handler.clone();
         let ctx = service_ctx.clone();
         let tls = tls.clone();
-        let activity = seen.clone();
         async move {
             let mut response = dispatch(&ctx, handler, req, peer, tls).await;
-            if version < Version::HTTP_2 && activity.is_draining() {
+            if version < Version::HTTP_2 && in_flight.connection_draining() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
