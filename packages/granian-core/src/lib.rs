@@ -9,6 +9,7 @@ mod blocking;
 mod bridge;
 mod convert;
 mod files;
+mod handoff;
 mod http;
 mod log;
 mod log_time;

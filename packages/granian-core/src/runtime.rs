@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::handoff::Handoff;
 use crate::http::activity::Signals;
 use crate::http::server::{serve_connection, Handler, ServerContext};
 use crate::metrics::meter::Held;
@@ -78,23 +79,34 @@ pub fn start<H: Handler>(
     });
     let mut threads = Vec::with_capacity(loops);
     for idx in 0..loops {
-        let runtime = match config.mode {
+        // A single-threaded runtime takes responses from other threads without a wake-up
+        // while it waits for them (see `handoff.rs`).
+        let handoff = (config.mode == RuntimeMode::St).then(|| Arc::new(Handoff::default()));
+        let mut builder = match config.mode {
             RuntimeMode::St => tokio::runtime::Builder::new_current_thread(),
             RuntimeMode::Mt => {
                 let mut b = tokio::runtime::Builder::new_multi_thread();
                 b.worker_threads(config.threads.max(1));
                 b
             }
+        };
+        if let Some(handoff) = &handoff {
+            let handoff = handoff.clone();
+            builder.on_thread_park(move || handoff.before_park());
         }
-        .max_blocking_threads(config.blocking_threads.max(1))
-        .thread_name(format!("granian-rt-{idx}"))
-        .enable_all()
-        .build()?;
+        let runtime = builder
+            .max_blocking_threads(config.blocking_threads.max(1))
+            .thread_name(format!("granian-rt-{idx}"))
+            .enable_all()
+            .build()?;
         let listener = listener.try_clone()?;
         let shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("granian-rt-{idx}"))
             .spawn(move || {
+                if let Some(handoff) = handoff {
+                    Handoff::install(handoff);
+                }
                 runtime.block_on(accept_loop(listener, shared.clone()));
                 if shared.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                     (shared.on_stopped)();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ::http::{Request, Response, StatusCode};
 use pyo3::prelude::*;
 
+use crate::handoff::Handoff;
 use crate::http::body::ResponseBody;
 use crate::http::cycle::exchange;
 use crate::http::limits::{BodyError, IncomingBody};
@@ -38,10 +39,13 @@ impl Handler for WsgiHandler {
         let runtime = tokio::runtime::Handle::current();
         exchange(move |responder, _| {
             let shared = self.shared.clone();
+            // Made on the runtime's thread: the answer comes back through its hand-off.
+            let slot = match Handoff::current() {
+                Some(handoff) => ResponseSlot::batched(responder, handoff, runtime.clone()),
+                None => ResponseSlot::new(responder),
+            };
             self.shared.pool.spawn(Box::new(move || {
-                Python::attach(|py| {
-                    http::run_request(py, &shared, parts, body, peer, ResponseSlot::new(responder), runtime)
-                });
+                Python::attach(|py| http::run_request(py, &shared, parts, body, peer, slot, runtime));
             }));
         })
         .await
