@@ -17,6 +17,7 @@ use crate::metrics::meter::Meter;
 use crate::metrics::region::Region;
 use crate::runtime::{RuntimeConfig, RuntimeMode};
 use crate::tls::TlsSettings;
+use crate::ws::WsLimits;
 
 #[derive(FromPyObject)]
 pub struct WorkerSettings {
@@ -38,6 +39,11 @@ pub struct WorkerSettings {
     pub max_body_size: Option<u64>,
     /// Seconds.
     pub body_read_timeout: Option<f64>,
+    pub ws_max_message_size: usize,
+    pub ws_max_frame_size: usize,
+    /// Seconds; None: off.
+    pub ws_ping_interval: Option<f64>,
+    pub ws_idle_timeout: Option<f64>,
 }
 
 /// `granian._native.MetricsSettings`: where this worker counts.
@@ -120,18 +126,18 @@ impl WorkerSettings {
     }
 
     pub fn body_limits(&self) -> PyResult<BodyLimits> {
-        let read_timeout = match self.body_read_timeout {
-            None => None,
-            Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
-            Some(secs) => {
-                return Err(PyValueError::new_err(format!(
-                    "body_read_timeout: {secs} is not a positive time"
-                )))
-            }
-        };
         Ok(BodyLimits {
             max_size: self.max_body_size,
-            read_timeout,
+            read_timeout: seconds("body_read_timeout", self.body_read_timeout)?,
+        })
+    }
+
+    pub fn ws_limits(&self) -> PyResult<WsLimits> {
+        Ok(WsLimits {
+            max_message: self.ws_max_message_size.max(1),
+            max_frame: self.ws_max_frame_size.max(1),
+            ping_interval: seconds("ws_ping_interval", self.ws_ping_interval)?,
+            idle_timeout: seconds("ws_idle_timeout", self.ws_idle_timeout)?,
         })
     }
 
@@ -151,6 +157,17 @@ impl WorkerSettings {
             "rust" => Ok(true),
             other => Err(PyValueError::new_err(format!("unknown task implementation {other:?}"))),
         }
+    }
+}
+
+/// A time in seconds from Python (None: no limit) as a duration; refused unless positive.
+fn seconds(option: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(secs) if secs.is_finite() && secs > 0.0 => Ok(Some(Duration::from_secs_f64(secs))),
+        Some(secs) => Err(PyValueError::new_err(format!(
+            "{option}: {secs} is not a positive time"
+        ))),
     }
 }
 

@@ -23,8 +23,19 @@ use crate::http::response::{error_response, response, ResponseSlot};
 use crate::metrics::meter::{Held, Meter};
 use crate::metrics::region::{Counter, Gauge};
 
-/// The largest message (and frame) a client may send.
-pub const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+/// What a client's websocket may send, and how long it may stay silent.
+#[derive(Clone, Copy, Debug)]
+pub struct WsLimits {
+    /// The largest message, whole (its fragments together); a larger one closes with 1009.
+    pub max_message: usize,
+    /// The largest frame; refused with 1009 from its header, before its payload is read.
+    pub max_frame: usize,
+    /// How often the server pings the client (None: never).
+    pub ping_interval: Option<std::time::Duration>,
+    /// How long the client may send nothing (no message, no pong) before the server closes
+    /// with 1001 (None: for ever).
+    pub idle_timeout: Option<std::time::Duration>,
+}
 /// Messages queued from the client before the app reads them.
 const INCOMING_QUEUE: usize = 64;
 /// Messages queued by the app before it has to wait for the socket.
@@ -66,11 +77,12 @@ pub struct WsUpgrade {
     pub accept_key: String,
     /// Counts the websocket's messages, with `--metrics`.
     pub meter: Option<Meter>,
+    pub limits: WsLimits,
 }
 
 /// Whether `req` asks for a websocket (RFC 6455 over HTTP/1.1); takes its upgrade handle.
 /// `meter` counts its messages once upgraded.
-pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>) -> Option<WsUpgrade> {
+pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limits: WsLimits) -> Option<WsUpgrade> {
     if req.method() != Method::GET || req.version() != Version::HTTP_11 {
         return None;
     }
@@ -94,6 +106,7 @@ pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>) -> O
         on_upgrade: hyper::upgrade::on(req),
         accept_key: derive_accept_key(&key),
         meter: meter.cloned(),
+        limits,
     })
 }
 
@@ -182,7 +195,7 @@ impl PendingUpgrade {
         };
         self.response.send(switching_protocols(&upgrade.accept_key, headers));
         runtime.spawn(async move {
-            then(establish(upgrade.on_upgrade, MAX_MESSAGE, upgrade.meter).await.ok());
+            then(establish(upgrade.on_upgrade, upgrade.limits, upgrade.meter).await.ok());
         });
         true
     }
@@ -259,15 +272,15 @@ impl WsChannel {
 /// Completes the upgrade and starts the reader and writer tasks.
 async fn establish(
     on_upgrade: OnUpgrade,
-    max_message: usize,
+    limits: WsLimits,
     meter: Option<Meter>,
 ) -> Result<Arc<WsChannel>, hyper::Error> {
     let upgraded = on_upgrade.await?;
     let open = meter.as_ref().map(|meter| Held::new(meter, Gauge::WebsocketsOpen));
     let (meter_in, meter_out) = (meter.clone(), meter);
     let config = WebSocketConfig::default()
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+        .max_message_size(Some(limits.max_message))
+        .max_frame_size(Some(limits.max_frame.min(limits.max_message)));
     let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
@@ -282,7 +295,18 @@ async fn establish(
         // Open as long as the client can still send.
         let _open = open;
         let closed = loop {
-            let message = stream.next().await;
+            let message = match limits.idle_timeout {
+                None => stream.next().await,
+                Some(idle) => match tokio::time::timeout(idle, stream.next()).await {
+                    Ok(message) => message,
+                    Err(_) => {
+                        log::debug!("websocket idle for {idle:?}: closing");
+                        owed_close.set(1001);
+                        owed_close.fire();
+                        break (1001, String::new());
+                    }
+                },
+            };
             if let (Some(meter), Some(Ok(Message::Text(_) | Message::Binary(_)))) = (&meter_in, &message) {
                 meter.count(Counter::WebsocketMessagesIn, 1);
             }
@@ -349,7 +373,22 @@ async fn establish(
     let reader_abort = reader.abort_handle();
     tokio::spawn(async move {
         let mut closing = false;
-        while let Some(message) = out_rx.recv().await {
+        // Pings keep idle connections (and the proxies between) alive; the client's pongs
+        // count as activity for the idle timeout.
+        let mut pings = limits.ping_interval.map(|every| {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        loop {
+            let message = match &mut pings {
+                None => out_rx.recv().await,
+                Some(ticker) => tokio::select! {
+                    message = out_rx.recv() => message,
+                    _ = ticker.tick() => Some(Message::Ping(Default::default())),
+                },
+            };
+            let Some(message) = message else { break };
             closing = matches!(message, Message::Close(_));
             if let (Some(meter), Message::Text(_) | Message::Binary(_)) = (&meter_out, &message) {
                 meter.count(Counter::WebsocketMessagesOut, 1);

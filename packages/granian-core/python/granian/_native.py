@@ -66,3 +66,9 @@ class WorkerSettings:
     max_body_size: Optional[int] = None
     #: Seconds a read of the request body waits for the client; None: no limit.
     body_read_timeout: Optional[float] = None
+    #: Bytes.
+    ws_max_message_size: int = 16 * 1024 * 1024
+    ws_max_frame_size: int = 16 * 1024 * 1024
+    #: Seconds; None: off.
+    ws_ping_interval: Optional[float] = None
+    ws_idle_timeout: Optional[float] = None

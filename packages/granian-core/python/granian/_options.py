@@ -14,9 +14,21 @@ from typing import Dict, Tuple
 
 from ._option_spec import KINDS, NO_DEFAULT, Option, PythonOnly
 from ._option_spec import flag as _flag
+from ._options_added import (
+    BODY_READ_TIMEOUT,
+    FD,
+    HTTP1_KEEP_ALIVE_TIMEOUT,
+    LOG_FORMAT,
+    MAX_BODY_SIZE,
+    REUSE_PORT,
+    WS_IDLE_TIMEOUT,
+    WS_MAX_FRAME_SIZE,
+    WS_MAX_MESSAGE_SIZE,
+    WS_PING_INTERVAL,
+)
 from .constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols, TaskImpl
 from .http import HTTP1Settings, HTTP2Settings
-from .log import LogFormats, LogLevels
+from .log import LogLevels
 
 __all__ = ['KINDS', 'NO_DEFAULT', 'OPTIONS', 'PYTHON_ONLY', 'SETTINGS_GROUPS', 'TARGET_HELP', 'Option', 'PythonOnly']
 
@@ -40,22 +52,8 @@ OPTIONS: Tuple[Option, ...] = (
         kind='octal',
         default=None,
     ),
-    Option(
-        '--fd',
-        'fd',
-        'GRANIAN_FD',
-        'Serve the listening socket inherited as this file descriptor (TCP or Unix) instead of binding one; '
-        '--host, --port and --uds do not apply',
-        kind='int',
-        min=0,
-    ),
-    _flag(
-        'reuse-port',
-        'reuse_port',
-        'GRANIAN_REUSE_PORT',
-        'Each worker listens on a socket of its own (SO_REUSEPORT) instead of sharing one accept queue (TCP only)',
-        False,
-    ),
+    FD,
+    REUSE_PORT,
     Option(
         '--interface',
         'interface',
@@ -67,6 +65,10 @@ OPTIONS: Tuple[Option, ...] = (
     ),
     Option('--http', 'http', 'GRANIAN_HTTP', 'HTTP version', kind='choice', enum=HTTPModes, default=HTTPModes.auto),
     _flag('ws', 'websockets', 'GRANIAN_WEBSOCKETS', 'Enable websockets handling', True),
+    WS_MAX_MESSAGE_SIZE,
+    WS_MAX_FRAME_SIZE,
+    WS_PING_INTERVAL,
+    WS_IDLE_TIMEOUT,
     Option('--workers', 'workers', 'GRANIAN_WORKERS', 'Number of worker processes', kind='int', min=1, default=1),
     Option(
         '--blocking-threads',
@@ -143,26 +145,8 @@ OPTIONS: Tuple[Option, ...] = (
         min=1,
         shown_default='backlog/workers',
     ),
-    Option(
-        '--max-body-size',
-        'max_body_size',
-        'GRANIAN_MAX_BODY_SIZE',
-        'Largest request body accepted, in bytes: a larger one is answered 413 before the application reads past '
-        'the limit (no limit when unset)',
-        kind='int',
-        min=1,
-    ),
-    Option(
-        '--body-read-timeout',
-        'body_read_timeout',
-        'GRANIAN_BODY_READ_TIMEOUT',
-        'How long (in seconds, or a human-readable duration) a read of the request body waits for the client to '
-        'send more before the request is answered 408',
-        kind='duration',
-        min=1,
-        max=3600,
-        default=60,
-    ),
+    MAX_BODY_SIZE,
+    BODY_READ_TIMEOUT,
     Option(
         '--http1-buffer-size',
         'http1_settings.max_buffer_size',
@@ -182,16 +166,7 @@ OPTIONS: Tuple[Option, ...] = (
         max=60_000,
         default=30_000,
     ),
-    Option(
-        '--http1-keep-alive-timeout',
-        'http1_settings.keep_alive_timeout',
-        'GRANIAN_HTTP1_KEEP_ALIVE_TIMEOUT',
-        'Closes an HTTP/1.1 keep-alive connection that stays idle (no request) this long (in milliseconds)',
-        kind='int',
-        min=1,
-        max=3_600_000,
-        default=30_000,
-    ),
+    HTTP1_KEEP_ALIVE_TIMEOUT,
     _flag(
         'http1-keep-alive',
         'http1_settings.keep_alive',
@@ -305,15 +280,7 @@ OPTIONS: Tuple[Option, ...] = (
         kind='json_file',
         exists=True,
     ),
-    Option(
-        '--log-format',
-        'log_format',
-        'GRANIAN_LOG_FORMAT',
-        'Log format: plain text, or one JSON object per line (runtime and access lines)',
-        kind='choice',
-        enum=LogFormats,
-        default=LogFormats.text,
-    ),
+    LOG_FORMAT,
     _flag('access-log', 'log_access', 'GRANIAN_LOG_ACCESS_ENABLED', 'Enable access log', False),
     Option('--access-log-fmt', 'log_access_format', 'GRANIAN_LOG_ACCESS_FMT', 'Access log format'),
     Option(

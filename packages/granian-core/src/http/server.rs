@@ -288,7 +288,9 @@ where
         let tls = tls.clone();
         async move {
             let mut response = dispatch(&ctx, handler, req, peer, tls).await;
-            if version < Version::HTTP_2 && in_flight.connection_draining() {
+            // (Not on a websocket's 101: its `Connection: upgrade` must stand.)
+            let upgrading = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if version < Version::HTTP_2 && !upgrading && in_flight.connection_draining() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -100,6 +100,10 @@ class ServerOptions:
         max_body_size: Optional[int] = None,
         body_read_timeout: int = 60,
         log_format: LogFormats = LogFormats.text,
+        ws_max_message_size: int = 16 * 1024 * 1024,
+        ws_max_frame_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: Optional[int] = None,
+        ws_idle_timeout: Optional[int] = None,
     ):
         self.target = target
         self.address = address
@@ -133,6 +137,10 @@ class ServerOptions:
         self.log_access = log_access
         self.log_access_format = log_access_format
         self.log_format = LogFormats(log_format)
+        self.ws_max_message_size = ws_max_message_size
+        self.ws_max_frame_size = ws_max_frame_size
+        self.ws_ping_interval = ws_ping_interval
+        self.ws_idle_timeout = ws_idle_timeout
         self.build_ssl_context(
             ssl_cert, ssl_key, ssl_key_password, ssl_protocol_min, ssl_ca, ssl_crl or [], ssl_client_verify
         )
@@ -214,6 +222,13 @@ class ServerOptions:
                 _refuse('fd', 'must be a file descriptor number (0 or more)')
             if self.uds:
                 _refuse('fd', 'serves an inherited socket: it cannot be combined with uds')
+        for option in ('ws_max_message_size', 'ws_max_frame_size'):
+            if getattr(self, option) < 1:
+                _refuse(option, 'must be a number of bytes (1 or more)')
+        for option in ('ws_ping_interval', 'ws_idle_timeout'):
+            value = getattr(self, option)
+            if value is not None and value <= 0:
+                _refuse(option, 'must be a positive number of seconds, or None for off')
         if self.max_body_size is not None and self.max_body_size < 1:
             _refuse('max_body_size', 'must be a number of bytes (1 or more), or None for no limit')
         if self.body_read_timeout is not None and self.body_read_timeout <= 0:
@@ -400,6 +415,10 @@ class ServerOptions:
                 statics=self._statics,
                 access_log_format=(self.log_access_format or DEFAULT_ACCESSLOG_FMT) if self.log_access else None,
                 log_format=str(self.log_format),
+                ws_max_message_size=self.ws_max_message_size,
+                ws_max_frame_size=self.ws_max_frame_size,
+                ws_ping_interval=float(self.ws_ping_interval) if self.ws_ping_interval else None,
+                ws_idle_timeout=float(self.ws_idle_timeout) if self.ws_idle_timeout else None,
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
                 metrics=metrics,
