@@ -225,6 +225,10 @@ pub struct LoopHandler<S> {
 }
 
 impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
+    fn takes_websockets(&self) -> bool {
+        self.websockets
+    }
+
     async fn handle(self: Arc<Self>, mut req: Request<IncomingBody>, peer: SocketAddr) -> Response<ResponseBody> {
         let upgrade = match self.websockets {
             true => take_upgrade(&mut req, self.ctx.meter.as_ref(), self.ctx.ws_limits),

@@ -133,7 +133,7 @@ impl Worker {
             None => None,
         };
         let server = ServerContext {
-            builder: build(self.http_mode, &self.http1, &self.http2),
+            builder: build(self.http_mode, &self.http1, &self.http2, handler.takes_websockets()),
             scheme: self.scheme(),
             statics: self.statics.clone(),
             access,

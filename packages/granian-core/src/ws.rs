@@ -74,16 +74,44 @@ impl PendingClose {
 /// A websocket upgrade request, before the app decided.
 pub struct WsUpgrade {
     pub on_upgrade: OnUpgrade,
-    pub accept_key: String,
+    /// `Sec-WebSocket-Accept` for an HTTP/1.1 handshake; None over HTTP/2 (RFC 8441), where a
+    /// 200 answers an extended CONNECT.
+    pub accept_key: Option<String>,
     /// Counts the websocket's messages, with `--metrics`.
     pub meter: Option<Meter>,
     pub limits: WsLimits,
 }
 
-/// Whether `req` asks for a websocket (RFC 6455 over HTTP/1.1); takes its upgrade handle.
-/// `meter` counts its messages once upgraded.
+/// Whether `req` asks for a websocket, over HTTP/1.1 (RFC 6455: a GET with `Upgrade`) or
+/// over HTTP/2 (RFC 8441: a CONNECT with `:protocol websocket`); takes its upgrade handle.
+/// An HTTP/2 one is shown to the app as a GET, as on HTTP/1.1. `meter` counts its messages.
 pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limits: WsLimits) -> Option<WsUpgrade> {
-    if req.method() != Method::GET || req.version() != Version::HTTP_11 {
+    if req.headers().get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return None;
+    }
+    let accept_key = match req.version() {
+        Version::HTTP_11 => Some(http1_accept_key(req)?),
+        Version::HTTP_2 => {
+            let protocol = req.extensions().get::<hyper::ext::Protocol>();
+            if req.method() != Method::CONNECT || protocol.map(|p| p.as_str()) != Some("websocket") {
+                return None;
+            }
+            *req.method_mut() = Method::GET;
+            None
+        }
+        _ => return None,
+    };
+    Some(WsUpgrade {
+        on_upgrade: hyper::upgrade::on(req),
+        accept_key,
+        meter: meter.cloned(),
+        limits,
+    })
+}
+
+/// The `Sec-WebSocket-Accept` of an HTTP/1.1 upgrade request, None when it is not one.
+fn http1_accept_key(req: &Request<IncomingBody>) -> Option<String> {
+    if req.method() != Method::GET {
         return None;
     }
     let headers = req.headers();
@@ -98,20 +126,15 @@ pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limi
     if !has_token(UPGRADE, "websocket") || !has_token(CONNECTION, "upgrade") {
         return None;
     }
-    if headers.get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return None;
-    }
     let key = headers.get(SEC_WEBSOCKET_KEY)?.as_bytes().to_vec();
-    Some(WsUpgrade {
-        on_upgrade: hyper::upgrade::on(req),
-        accept_key: derive_accept_key(&key),
-        meter: meter.cloned(),
-        limits,
-    })
+    Some(derive_accept_key(&key))
 }
 
-/// The 101 answer that completes the handshake.
-pub fn switching_protocols(accept_key: &str, mut headers: HeaderMap) -> Response<ResponseBody> {
+/// The answer that completes the handshake: 101 over HTTP/1.1, 200 over HTTP/2.
+pub fn switching_protocols(accept_key: Option<&str>, mut headers: HeaderMap) -> Response<ResponseBody> {
+    let Some(accept_key) = accept_key else {
+        return response(StatusCode::OK, headers, ResponseBody::empty());
+    };
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     if let Ok(v) = HeaderValue::from_str(accept_key) {
@@ -193,7 +216,8 @@ impl PendingUpgrade {
         let Some(upgrade) = self.take() else {
             return false;
         };
-        self.response.send(switching_protocols(&upgrade.accept_key, headers));
+        self.response
+            .send(switching_protocols(upgrade.accept_key.as_deref(), headers));
         runtime.spawn(async move {
             then(establish(upgrade.on_upgrade, upgrade.limits, upgrade.meter).await.ok());
         });

@@ -30,6 +30,11 @@ use crate::tls::TlsInfo;
 
 /// What a protocol (RSGI, ASGI, WSGI) plugs into the HTTP server.
 pub trait Handler: Send + Sync + 'static {
+    /// Whether websocket upgrades reach the app (then HTTP/2 offers them too).
+    fn takes_websockets(&self) -> bool {
+        false
+    }
+
     fn handle(
         self: Arc<Self>,
         req: Request<IncomingBody>,
@@ -114,12 +119,17 @@ macro_rules! apply_http2 {
     };
 }
 
-pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings) -> ConnBuilder {
+/// `websockets`: HTTP/2 also takes websockets (RFC 8441's extended CONNECT, announced with
+/// `SETTINGS_ENABLE_CONNECT_PROTOCOL`).
+pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings, websockets: bool) -> ConnBuilder {
     match mode {
         HttpMode::Auto => {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             apply_http1!(builder.http1(), h1);
             apply_http2!(builder.http2(), h2);
+            if websockets {
+                builder.http2().enable_connect_protocol();
+            }
             ConnBuilder::Auto(builder)
         }
         HttpMode::Http1 => {
@@ -130,6 +140,9 @@ pub fn build(mode: HttpMode, h1: &Http1Settings, h2: &Http2Settings) -> ConnBuil
         HttpMode::Http2 => {
             let mut builder = http2::Builder::new(TokioExecutor::new());
             apply_http2!(builder, h2);
+            if websockets {
+                builder.enable_connect_protocol();
+            }
             ConnBuilder::Http2(builder)
         }
     }
