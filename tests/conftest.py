@@ -3,7 +3,10 @@
 The helpers behind them (`ServerPool`, `ServerProcess`, `free_port`, ...) are in server_support.py.
 """
 
+import logging
+
 import pytest
+from granian.log import access_logger
 
 from .server_support import ServerPool
 
@@ -37,3 +40,26 @@ def client(request, server):
 
     with http_client(server.url, request.param) as c:
         yield c
+
+
+class Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def access_lines():
+    """What reaches `granian.access`, whatever an earlier test configured."""
+    handler = Collect()
+    saved = access_logger.level, access_logger.disabled
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.disabled = False
+    yield handler.lines
+    access_logger.removeHandler(handler)
+    access_logger.setLevel(saved[0])
+    access_logger.disabled = saved[1]

@@ -7,7 +7,6 @@ each line must come out whole, never torn by another process's write.
 
 import http.client
 import json
-import logging
 import os
 import re
 import subprocess
@@ -18,7 +17,7 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from granian.log import LogFormats, access_logger, log_request_builder
+from granian.log import LogFormats, log_request_builder
 
 from .rsgi_support import RawH2, RawHTTP1, request_bytes, wait_for
 from .server_support import HOST, PORT, ROOT, ServerProcess, free_port, granian_cmd, server_env
@@ -460,29 +459,7 @@ def test_a_log_config_wins_for_what_it_names(server_pool, tmp_path):
 # -- from Python: the access logger of a Python interface, the runtime formatter ---------------------------------------
 
 
-class Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def collected():
-    handler = Collect()
-    saved = access_logger.level, access_logger.disabled
-    access_logger.addHandler(handler)
-    access_logger.setLevel(logging.INFO)
-    access_logger.disabled = False
-    yield handler.lines
-    access_logger.removeHandler(handler)
-    access_logger.setLevel(saved[0])
-    access_logger.disabled = saved[1]
-
-
-def test_python_access_lines_have_the_same_shape(collected):
+def test_python_access_lines_have_the_same_shape(access_lines):
     log = log_request_builder(ALL_ATOMS_FMT, log_format=LogFormats.json)
     request = {
         'addr_remote': '192.0.2.7',
@@ -494,7 +471,7 @@ def test_python_access_lines_have_the_same_shape(collected):
         'headers': {'user-agent': 'curl/8 "x"'}.get,
     }
     log(time.time(), time.perf_counter() - 0.25, request, 201)
-    (line,) = collected
+    (line,) = access_lines
     record = json.loads(line)
     assert list(record) == [*ACCESS_KEYS, 'header']
     check_time(record['time'])
@@ -511,7 +488,7 @@ def test_python_access_lines_have_the_same_shape(collected):
     check_message(record, ALL_ATOMS_FMT)
     # Text stays text.
     log_request_builder('%(status)d', log_format=LogFormats.text)(time.time(), time.perf_counter(), request, 204)
-    assert collected[1] == '204'
+    assert access_lines[1] == '204'
 
 
 def test_configure_logging_selects_json_in_a_fresh_interpreter():

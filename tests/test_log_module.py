@@ -87,29 +87,6 @@ def test_configure_logging_level_is_required():
 # -- log_request_builder ---------------------------------------------------------------------------------------------
 
 
-class Collect(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def access_lines():
-    """What reaches `granian.access`, whatever an earlier test configured."""
-    handler = Collect()
-    saved = access_logger.level, access_logger.disabled
-    access_logger.addHandler(handler)
-    access_logger.setLevel(logging.INFO)
-    access_logger.disabled = False
-    yield handler.lines
-    access_logger.removeHandler(handler)
-    access_logger.setLevel(saved[0])
-    access_logger.disabled = saved[1]
-
-
 REQUEST = {
     'addr_remote': '192.0.2.7',
     'path': '/items',

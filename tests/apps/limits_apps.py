@@ -1,6 +1,8 @@
 """Apps that read the whole request body and say so on stdout, one per interface: the limit
 tests read the log to tell whether an app ran and whether it got a whole body."""
 
+from tests.apps.lifespan import complete_lifespan
+
 
 async def rsgi_app(scope, proto):
     print(f'app called {scope.path}', flush=True)
@@ -15,13 +17,8 @@ async def rsgi_app(scope, proto):
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        while True:
-            message = await receive()
-            if message['type'] == 'lifespan.startup':
-                await send({'type': 'lifespan.startup.complete'})
-            elif message['type'] == 'lifespan.shutdown':
-                await send({'type': 'lifespan.shutdown.complete'})
-                return
+        await complete_lifespan(receive, send)
+        return
     print(f'app called {scope["path"]}', flush=True)
     body = b''
     while True:

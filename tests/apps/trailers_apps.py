@@ -1,5 +1,7 @@
 """Apps that end their responses with trailer fields (as gRPC does), for RSGI and ASGI."""
 
+from tests.apps.lifespan import complete_lifespan
+
 CHECKSUM = 'sha256=abc123'
 
 
@@ -15,13 +17,8 @@ async def rsgi_app(scope, proto):
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        while True:
-            message = await receive()
-            if message['type'] == 'lifespan.startup':
-                await send({'type': 'lifespan.startup.complete'})
-            elif message['type'] == 'lifespan.shutdown':
-                await send({'type': 'lifespan.shutdown.complete'})
-                return
+        await complete_lifespan(receive, send)
+        return
     if scope['path'] == '/scope':
         body = repr(sorted(scope.get('extensions', {}))).encode()
         await send({'type': 'http.response.start', 'status': 200, 'headers': []})

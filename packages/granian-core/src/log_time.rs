@@ -65,19 +65,8 @@ impl Civil {
 pub fn format_time(time: SystemTime, utc_offset: i64) -> String {
     let c = Civil::at(time, utc_offset);
     let mut out = String::with_capacity(25);
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}{:02}{:02}",
-        c.year,
-        c.month,
-        c.day,
-        c.second_of_day / 3600,
-        c.second_of_day % 3600 / 60,
-        c.second_of_day % 60,
-        c.sign,
-        c.offset_hours,
-        c.offset_minutes
-    );
+    write_date_time(&mut out, &c, ' ');
+    let _ = write!(out, " {}{:02}{:02}", c.sign, c.offset_hours, c.offset_minutes);
     out
 }
 
@@ -87,20 +76,27 @@ pub fn format_iso_time(time: SystemTime, utc_offset: i64) -> String {
     let c = Civil::at(time, utc_offset);
     let millis = time.duration_since(UNIX_EPOCH).unwrap_or_default().subsec_millis();
     let mut out = String::with_capacity(29);
+    write_date_time(&mut out, &c, 'T');
     let _ = write!(
         out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}{}{:02}:{:02}",
+        ".{millis:03}{}{:02}:{:02}",
+        c.sign, c.offset_hours, c.offset_minutes
+    );
+    out
+}
+
+/// `YYYY-MM-DD<sep>HH:MM:SS`.
+fn write_date_time(out: &mut String, c: &Civil, sep: char) {
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}{sep}{:02}:{:02}:{:02}",
         c.year,
         c.month,
         c.day,
         c.second_of_day / 3600,
         c.second_of_day % 3600 / 60,
         c.second_of_day % 60,
-        c.sign,
-        c.offset_hours,
-        c.offset_minutes
     );
-    out
 }
 
 #[cfg(test)]

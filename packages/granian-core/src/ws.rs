@@ -36,6 +36,8 @@ pub struct WsLimits {
     /// with 1001 (None: for ever).
     pub idle_timeout: Option<std::time::Duration>,
 }
+/// Bytes read from the socket at a time, to start with.
+const READ_BUFFER: usize = 8 * 1024;
 /// Messages queued from the client before the app reads them.
 const INCOMING_QUEUE: usize = 64;
 /// Messages queued by the app before it has to wait for the socket.
@@ -302,7 +304,10 @@ async fn establish(
     let upgraded = on_upgrade.await?;
     let open = meter.as_ref().map(|meter| Held::new(meter, Gauge::WebsocketsOpen));
     let (meter_in, meter_out) = (meter.clone(), meter);
+    // An 8 KiB read buffer (tungstenite's default is 128 KiB, allocated up front): idle
+    // websockets cost little, and a larger frame grows the buffer as it arrives.
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(limits.max_message))
         .max_frame_size(Some(limits.max_frame.min(limits.max_message)));
     let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
