@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument('--connections', type=int, default=10_000)
     parser.add_argument('--settle', type=float, default=3.0)
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections * 2 + 1024), hard))
     port = free_port()
     proc = subprocess.Popen(
