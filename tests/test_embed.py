@@ -259,3 +259,16 @@ def test_serves_again_after_stop():
             await stop(server, task)
 
     asyncio.run(main())
+
+
+def test_request_limits_apply_to_the_embedded_server():
+    async def main():
+        server = make(AsgiApp('limits'), 'asgi', max_body_size=100, ws_max_message_size=1024)
+        task = await start(server)
+        async with httpx.AsyncClient() as client:
+            url = f'http://127.0.0.1:{server.bound_port}/'
+            assert (await client.post(url, content=b'x' * 101)).status_code == 413
+            assert (await client.get(url)).text == 'ok limits'
+        await stop(server, task)
+
+    asyncio.run(main())

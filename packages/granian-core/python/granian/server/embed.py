@@ -109,6 +109,12 @@ class Server(AbstractServer):
         static_path_dir_to_file: Optional[str] = None,
         static_path_expires: int = 86400,
         log_format: LogFormats = LogFormats.text,
+        max_body_size: Optional[int] = None,
+        body_read_timeout: Optional[int] = 60,
+        ws_max_message_size: int = 16 * 1024 * 1024,
+        ws_max_frame_size: int = 16 * 1024 * 1024,
+        ws_ping_interval: Optional[int] = None,
+        ws_idle_timeout: Optional[int] = None,
         **options: Any,
     ):
         """`target` is the application object (with `factory=True`, a callable returning it,
@@ -170,6 +176,12 @@ class Server(AbstractServer):
             static_path_dir_to_file=static_path_dir_to_file,
             static_path_expires=static_path_expires,
             log_format=log_format,
+            max_body_size=max_body_size,
+            body_read_timeout=body_read_timeout,
+            ws_max_message_size=ws_max_message_size,
+            ws_max_frame_size=ws_max_frame_size,
+            ws_ping_interval=ws_ping_interval,
+            ws_idle_timeout=ws_idle_timeout,
         )
         self.target = target
         self._loop: Optional[asyncio.AbstractEventLoop] = None
