@@ -88,20 +88,24 @@ pub struct WsUpgrade {
 /// over HTTP/2 (RFC 8441: a CONNECT with `:protocol websocket`); takes its upgrade handle.
 /// An HTTP/2 one is shown to the app as a GET, as on HTTP/1.1. `meter` counts its messages.
 pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limits: WsLimits) -> Option<WsUpgrade> {
+    // Method and version first: most requests are ruled out without a header lookup.
+    let over_http2 = match (req.version(), req.method()) {
+        (Version::HTTP_11, &Method::GET) => false,
+        (Version::HTTP_2, &Method::CONNECT) => true,
+        _ => return None,
+    };
     if req.headers().get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
         return None;
     }
-    let accept_key = match req.version() {
-        Version::HTTP_11 => Some(http1_accept_key(req)?),
-        Version::HTTP_2 => {
-            let protocol = req.extensions().get::<hyper::ext::Protocol>();
-            if req.method() != Method::CONNECT || protocol.map(|p| p.as_str()) != Some("websocket") {
-                return None;
-            }
-            *req.method_mut() = Method::GET;
-            None
+    let accept_key = if over_http2 {
+        let protocol = req.extensions().get::<hyper::ext::Protocol>();
+        if protocol.map(|p| p.as_str()) != Some("websocket") {
+            return None;
         }
-        _ => return None,
+        *req.method_mut() = Method::GET;
+        None
+    } else {
+        Some(http1_accept_key(req)?)
     };
     Some(WsUpgrade {
         on_upgrade: hyper::upgrade::on(req),
@@ -111,11 +115,8 @@ pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limi
     })
 }
 
-/// The `Sec-WebSocket-Accept` of an HTTP/1.1 upgrade request, None when it is not one.
+/// The `Sec-WebSocket-Accept` of an HTTP/1.1 GET that asks for an upgrade, None when it does not.
 fn http1_accept_key(req: &Request<IncomingBody>) -> Option<String> {
-    if req.method() != Method::GET {
-        return None;
-    }
     let headers = req.headers();
     let has_token = |name: http::header::HeaderName, token: &str| {
         headers
