@@ -4,7 +4,6 @@ HTTP/1.1 clients `Connection: close` on it, and close connections at rest only a
 """
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import time
 
 import trustme
 
+from tests.rsgi_support import RawHTTP1
 from tests.server_support import HOST, free_port, server_env, wait_for
 
 APP = 'tests.apps.workers_apps:app'
@@ -33,43 +33,28 @@ class KeepAliveClient(threading.Thread):
         self.pids: set = set()
 
     def run(self) -> None:
-        sock = None
-        reader = None
+        conn = None
         while not self.stop.is_set():
             try:
-                if sock is None:
-                    sock = socket.create_connection((HOST, self.port), timeout=10)
-                    reader = sock.makefile('rb')
-                sock.sendall(b'GET /pid HTTP/1.1\r\nHost: test\r\n\r\n')
-                status = reader.readline()
-                if not status:
-                    raise ConnectionError('closed under a request')
-                length, close = 0, False
-                while True:
-                    line = reader.readline()
-                    if line in (b'\r\n', b''):
-                        break
-                    name, _, value = line.decode().partition(':')
-                    if name.lower() == 'content-length':
-                        length = int(value)
-                    elif name.lower() == 'connection' and value.strip().lower() == 'close':
-                        close = True
-                body = reader.read(length)
-                if not status.startswith(b'HTTP/1.1 200') or len(body) != length:
-                    raise ConnectionError(f'bad answer {status!r} {body!r}')
+                if conn is None:
+                    conn = RawHTTP1(self.port, timeout=10)
+                conn.send(b'GET /pid HTTP/1.1\r\nHost: test\r\n\r\n')
+                response = conn.read_response()  # EOFError: closed under a request
+                if response.status != 200:
+                    raise ConnectionError(f'bad answer {response.status} {response.body!r}')
                 self.answered += 1
-                self.pids.add(body.decode())
-                if close:
+                self.pids.add(response.body.decode())
+                if response.header('connection', '').lower() == 'close':
                     self.closes += 1
-                    sock.close()
-                    sock = None
-            except OSError as exc:
+                    conn.close()
+                    conn = None
+            except (OSError, EOFError) as exc:
                 self.lost.append(repr(exc))
-                if sock is not None:
-                    sock.close()
-                sock = None
-        if sock is not None:
-            sock.close()
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
 
 
 def _serving_count(server) -> int:

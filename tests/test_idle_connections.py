@@ -4,51 +4,30 @@ connections after the keep-alive timeout, and neither starves a new client.
 """
 
 import resource
-import socket
 import time
 
 import httpx
 import pytest
 
-from tests.server_support import HOST
+from tests.rsgi_support import RawHTTP1
 
 APP = 'tests.apps.rsgi_app:app'
 REQUEST = b'GET /str HTTP/1.1\r\nHost: test\r\n\r\n'
 
 
-def _closed_by_server(sock: socket.socket, timeout: float = 15) -> bool:
-    """Whether the server closes `sock` (EOF or reset) within `timeout`."""
-    sock.settimeout(timeout)
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
-    return True
+def _conn(port: int, timeout: float = 15) -> RawHTTP1:
+    return RawHTTP1(port, timeout=timeout)
 
 
-def _one_request(sock: socket.socket) -> bytes:
-    sock.sendall(REQUEST)
-    data = b''
-    while b'\r\n\r\n' not in data:
-        piece = sock.recv(65536)
-        assert piece, 'closed before the response'
-        data += piece
-    head, _, body = data.partition(b'\r\n\r\n')
-    length = next(
-        int(line.split(b':')[1]) for line in head.split(b'\r\n') if line.lower().startswith(b'content-length')
-    )
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head
+def _one_request(conn: RawHTTP1) -> int:
+    conn.send(REQUEST)
+    return conn.read_response().status
 
 
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(start_server):
     server = start_server(APP, '--http1-header-read-timeout', '1000', ready='is serving')
-    with socket.create_connection((HOST, server.port)) as silent:
-        assert _closed_by_server(silent)
+    with _conn(server.port) as silent:
+        assert silent.is_closed_by_server()
     # The server is fine afterwards.
     assert httpx.get(f'{server.url}/str', timeout=10).status_code == 200
 
@@ -56,33 +35,33 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(star
 @pytest.mark.parametrize('http', ['auto', '1', '2'])
 def test_silent_connections_are_closed_in_every_http_mode(start_server, http):
     server = start_server(APP, '--http', http, '--http1-header-read-timeout', '1000', ready='is serving')
-    with socket.create_connection((HOST, server.port)) as silent:
-        assert _closed_by_server(silent)
+    with _conn(server.port) as silent:
+        assert silent.is_closed_by_server()
 
 
 def test_a_partial_header_is_closed_after_the_header_timeout(start_server):
     server = start_server(APP, '--http1-header-read-timeout', '1000', ready='is serving')
-    with socket.create_connection((HOST, server.port)) as slow:
-        slow.sendall(b'GET /str HTTP/1.1\r\nHost: te')
-        assert _closed_by_server(slow)
+    with _conn(server.port) as slow:
+        slow.send(b'GET /str HTTP/1.1\r\nHost: te')
+        assert slow.is_closed_by_server()
 
 
 def test_keep_alive_connections_rest_for_the_keep_alive_timeout_not_the_header_one(start_server):
     server = start_server(
         APP, '--http1-header-read-timeout', '1000', '--http1-keep-alive-timeout', '4000', ready='is serving'
     )
-    with socket.create_connection((HOST, server.port), timeout=15) as sock:
-        _one_request(sock)
+    with _conn(server.port) as conn:
+        _one_request(conn)
         time.sleep(2)  # longer than the header timeout, shorter than the keep-alive one
-        assert b' 200 ' in _one_request(sock)
-        assert _closed_by_server(sock)
+        assert _one_request(conn) == 200
+        assert conn.is_closed_by_server()
 
 
 def test_a_short_keep_alive_timeout_closes_a_connection_at_rest(start_server):
     server = start_server(APP, '--http1-keep-alive-timeout', '500', ready='is serving')
-    with socket.create_connection((HOST, server.port), timeout=15) as sock:
-        _one_request(sock)
-        assert _closed_by_server(sock)
+    with _conn(server.port) as conn:
+        _one_request(conn)
+        assert conn.is_closed_by_server()
 
 
 @pytest.fixture
@@ -102,29 +81,29 @@ def test_two_thousand_silent_connections_do_not_lock_out_a_client(start_server, 
     silent = []
     try:
         for _ in range(2000):
-            silent.append(socket.create_connection((HOST, server.port), timeout=10))
+            silent.append(_conn(server.port, timeout=10))
         # Every slot of the budget is held by a silent client; the next one is still answered,
         # at the latest once the header timeout closes the silent ones.
         response = httpx.get(f'{server.url}/str', timeout=httpx.Timeout(10, connect=10))
         assert response.status_code == 200
-        closed = sum(_closed_by_server(sock, timeout=10) for sock in silent[:50])
+        closed = sum(conn.is_closed_by_server() for conn in silent[:50])
         assert closed == 50
     finally:
-        for sock in silent:
-            sock.close()
+        for conn in silent:
+            conn.close()
 
 
 def test_connections_at_rest_make_room_when_the_budget_is_spent(start_server):
     # 4 slots, held by keep-alive connections at rest for up to a minute: a fifth client is
     # answered at once, because resting connections are closed to make room for it.
     server = start_server(APP, '--backpressure', '4', '--http1-keep-alive-timeout', '60000', ready='is serving')
-    resting = [socket.create_connection((HOST, server.port), timeout=15) for _ in range(4)]
+    resting = [_conn(server.port, timeout=5) for _ in range(4)]
     try:
-        for sock in resting:
-            _one_request(sock)
+        for conn in resting:
+            _one_request(conn)
         response = httpx.get(f'{server.url}/str', timeout=httpx.Timeout(10))
         assert response.status_code == 200
-        assert any(_closed_by_server(sock, timeout=5) for sock in resting)
+        assert any(conn.is_closed_by_server() for conn in resting)
     finally:
-        for sock in resting:
-            sock.close()
+        for conn in resting:
+            conn.close()

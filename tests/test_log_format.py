@@ -21,6 +21,7 @@ from granian.log import LogFormats, log_request_builder
 
 from .rsgi_support import RawH2, RawHTTP1, request_bytes, wait_for
 from .server_support import HOST, PORT, ROOT, ServerProcess, free_port, granian_cmd, server_env
+from .test_log_module import REQUEST
 
 APP = 'tests.apps.static_apps:rsgi_app'
 ERROR_APP = 'tests.apps.rsgi_app:app'
@@ -461,15 +462,7 @@ def test_a_log_config_wins_for_what_it_names(server_pool, tmp_path):
 
 def test_python_access_lines_have_the_same_shape(access_lines):
     log = log_request_builder(ALL_ATOMS_FMT, log_format=LogFormats.json)
-    request = {
-        'addr_remote': '192.0.2.7',
-        'path': '/items',
-        'qs': 'page=2',
-        'method': 'POST',
-        'scheme': 'https',
-        'protocol': 'HTTP/2',
-        'headers': {'user-agent': 'curl/8 "x"'}.get,
-    }
+    request = {**REQUEST, 'headers': {'user-agent': 'curl/8 "x"'}.get}
     log(time.time(), time.perf_counter() - 0.25, request, 201)
     (line,) = access_lines
     record = json.loads(line)
