@@ -326,6 +326,7 @@ DEFAULT_KWARGS = {
     'ws_max_frame_size': 16 * 1024 * 1024,
     'ws_ping_interval': None,
     'ws_idle_timeout': None,
+    'ws_compression': True,
     'interface': Interfaces.RSGI,
     'workers': 1,
     'blocking_threads': None,
@@ -787,7 +788,7 @@ def test_duration_ranges(option, bounds):
             ['--ssl-certificate', '/nope/cert.pem'],
             "Invalid value for '--ssl-certificate': File '/nope/cert.pem' does not exist.",
         ),
-        (['--no-such-option'], "No such option '--no-such-option'."),
+        (['--zzz-bogus'], "No such option '--zzz-bogus'."),
     ],
 )
 def test_message_texts(args, message):

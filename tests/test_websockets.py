@@ -145,12 +145,13 @@ def close_payload(code: int, reason: str = '') -> bytes:
 class RawWS:
     """A websocket on a plain socket: the handshake, then frames as given (valid or not)."""
 
-    def __init__(self, server, path: str = '/echo', early: bytes = b''):
-        """`early`: frames sent in the same write as the upgrade request, before the 101 arrives."""
+    def __init__(self, server, path: str = '/echo', early: bytes = b'', headers=()):
+        """`early`: frames sent in the same write as the upgrade request, before the 101 arrives;
+        `headers`: more request headers (an extension offer)."""
         self.http = RawHTTP1(server.port)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.http.send(upgrade_request(path, key) + early)
-        head = self.http.read_head()
+        self.http.send(upgrade_request(path, key, headers) + early)
+        self.head = head = self.http.read_head()
         assert head.status == 101, head
         assert head.header('upgrade', '').lower() == 'websocket'
         assert head.header('sec-websocket-accept') == accept_key(key)
@@ -166,15 +167,20 @@ class RawWS:
 
     def read_frame(self) -> tuple:
         """(opcode, fin, payload) of the next server frame (server frames are never masked)."""
+        first, payload = self.read_raw_frame()
+        assert first & 0x70 == 0, 'the server set reserved bits'
+        return first & 0x0F, bool(first & 0x80), payload
+
+    def read_raw_frame(self) -> tuple:
+        """(first header byte, payload) of the next server frame: the caller judges the bits."""
         head = self.http.read_exact(2)
         assert head[1] & 0x80 == 0, 'the server masked a frame'
-        assert head[0] & 0x70 == 0, 'the server set reserved bits'
         size = head[1] & 0x7F
         if size == 126:
             size = struct.unpack('!H', self.http.read_exact(2))[0]
         elif size == 127:
             size = struct.unpack('!Q', self.http.read_exact(8))[0]
-        return head[0] & 0x0F, bool(head[0] & 0x80), self.http.read_exact(size)
+        return head[0], self.http.read_exact(size)
 
     def read_message(self) -> tuple:
         """(opcode, payload) of the next data message, reassembled; control frames other than close skipped."""

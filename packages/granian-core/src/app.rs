@@ -21,7 +21,7 @@ use crate::http::stream::StreamSlot;
 use crate::metrics::meter::Meter;
 use crate::runner::LoopHandles;
 use crate::task::Finisher;
-use crate::ws::{take_upgrade, WsLimits, WsUpgrade};
+use crate::ws::{take_upgrade, WsSettings, WsUpgrade};
 
 /// Values fixed for the life of a listener, shared by every request it serves.
 pub struct ListenerInfo {
@@ -50,7 +50,7 @@ pub struct AppContext {
     pub listener: Arc<ListenerInfo>,
     /// With `--metrics`: where request bodies and websocket messages are counted.
     pub meter: Option<Meter>,
-    pub ws_limits: WsLimits,
+    pub ws_settings: WsSettings,
 }
 
 impl AppContext {
@@ -231,7 +231,7 @@ impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
 
     async fn handle(self: Arc<Self>, mut req: Request<IncomingBody>, peer: SocketAddr) -> Response<ResponseBody> {
         let upgrade = match self.websockets {
-            true => take_upgrade(&mut req, self.ctx.meter.as_ref(), self.ctx.ws_limits),
+            true => take_upgrade(&mut req, self.ctx.meter.as_ref(), self.ctx.ws_settings),
             false => None,
         };
         let runtime = tokio::runtime::Handle::current();

@@ -17,7 +17,7 @@ use crate::metrics::meter::Meter;
 use crate::metrics::region::Region;
 use crate::runtime::{RuntimeConfig, RuntimeMode};
 use crate::tls::TlsSettings;
-use crate::ws::WsLimits;
+use crate::ws::WsSettings;
 
 #[derive(FromPyObject)]
 pub struct WorkerSettings {
@@ -44,6 +44,8 @@ pub struct WorkerSettings {
     /// Seconds; None: off.
     pub ws_ping_interval: Option<f64>,
     pub ws_idle_timeout: Option<f64>,
+    /// `--ws-compression`: permessage-deflate when the client offers it.
+    pub ws_compression: bool,
 }
 
 /// `granian._native.MetricsSettings`: where this worker counts.
@@ -132,12 +134,13 @@ impl WorkerSettings {
         })
     }
 
-    pub fn ws_limits(&self) -> PyResult<WsLimits> {
-        Ok(WsLimits {
+    pub fn ws_settings(&self) -> PyResult<WsSettings> {
+        Ok(WsSettings {
             max_message: self.ws_max_message_size.max(1),
             max_frame: self.ws_max_frame_size.max(1),
             ping_interval: seconds("ws_ping_interval", self.ws_ping_interval)?,
             idle_timeout: seconds("ws_idle_timeout", self.ws_idle_timeout)?,
+            compression: self.ws_compression,
         })
     }
 

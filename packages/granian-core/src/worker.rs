@@ -27,7 +27,7 @@ use crate::runner::LoopHandles;
 use crate::runtime::{start, RuntimeConfig};
 use crate::settings::{MetricsOptions, StaticOptions, WorkerSettings};
 use crate::tls::{server_cert_pem, server_config, TlsSettings};
-use crate::ws::WsLimits;
+use crate::ws::WsSettings;
 use crate::wsgi::scope::WsgiShared;
 use crate::wsgi::WsgiHandler;
 use crate::{asgi, rsgi};
@@ -59,7 +59,7 @@ pub struct Worker {
     access_format: Option<AccessFormat>,
     meter: Option<Meter>,
     limits: BodyLimits,
-    ws_limits: WsLimits,
+    ws_settings: WsSettings,
     shutdown: CancellationToken,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pool: Mutex<Option<BlockingPool>>,
@@ -106,7 +106,7 @@ impl Worker {
             bridge: bridge.queue.clone(),
             listener: Arc::new(ListenerInfo::new(listener.server_address(), self.scheme())),
             meter: self.meter.clone(),
-            ws_limits: self.ws_limits,
+            ws_settings: self.ws_settings,
         }))
     }
 
@@ -214,7 +214,7 @@ impl Worker {
             access_format,
             meter: settings.metrics.as_ref().map(MetricsOptions::meter).transpose()?,
             limits: settings.body_limits()?,
-            ws_limits: settings.ws_limits()?,
+            ws_settings: settings.ws_settings()?,
             shutdown: CancellationToken::new(),
             threads: Mutex::new(Vec::new()),
             pool: Mutex::new(None),

@@ -72,3 +72,5 @@ class WorkerSettings:
     #: Seconds; None: off.
     ws_ping_interval: Optional[float] = None
     ws_idle_timeout: Optional[float] = None
+    #: permessage-deflate when the client offers it.
+    ws_compression: bool = True

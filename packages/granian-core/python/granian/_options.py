@@ -21,6 +21,7 @@ from ._options_added import (
     LOG_FORMAT,
     MAX_BODY_SIZE,
     REUSE_PORT,
+    WS_COMPRESSION,
     WS_IDLE_TIMEOUT,
     WS_MAX_FRAME_SIZE,
     WS_MAX_MESSAGE_SIZE,
@@ -69,6 +70,7 @@ OPTIONS: Tuple[Option, ...] = (
     WS_MAX_FRAME_SIZE,
     WS_PING_INTERVAL,
     WS_IDLE_TIMEOUT,
+    WS_COMPRESSION,
     Option('--workers', 'workers', 'GRANIAN_WORKERS', 'Number of worker processes', kind='int', min=1, default=1),
     Option(
         '--blocking-threads',

@@ -113,3 +113,11 @@ WS_IDLE_TIMEOUT = Option(
     kind='duration',
     min=1,
 )
+
+WS_COMPRESSION = flag(
+    'ws-compression',
+    'ws_compression',
+    'GRANIAN_WS_COMPRESSION',
+    'Compress websocket messages (permessage-deflate, RFC 7692) when the client offers it',
+    True,
+)

@@ -104,6 +104,7 @@ class ServerOptions:
         ws_max_frame_size: int = 16 * 1024 * 1024,
         ws_ping_interval: Optional[int] = None,
         ws_idle_timeout: Optional[int] = None,
+        ws_compression: bool = True,
     ):
         self.target = target
         self.address = address
@@ -141,6 +142,7 @@ class ServerOptions:
         self.ws_max_frame_size = ws_max_frame_size
         self.ws_ping_interval = ws_ping_interval
         self.ws_idle_timeout = ws_idle_timeout
+        self.ws_compression = ws_compression
         self.build_ssl_context(
             ssl_cert, ssl_key, ssl_key_password, ssl_protocol_min, ssl_ca, ssl_crl or [], ssl_client_verify
         )
@@ -419,6 +421,7 @@ class ServerOptions:
                 ws_max_frame_size=self.ws_max_frame_size,
                 ws_ping_interval=float(self.ws_ping_interval) if self.ws_ping_interval else None,
                 ws_idle_timeout=float(self.ws_idle_timeout) if self.ws_idle_timeout else None,
+                ws_compression=self.ws_compression,
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
                 metrics=metrics,

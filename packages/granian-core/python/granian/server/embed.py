@@ -115,6 +115,7 @@ class Server(AbstractServer):
         ws_max_frame_size: int = 16 * 1024 * 1024,
         ws_ping_interval: Optional[int] = None,
         ws_idle_timeout: Optional[int] = None,
+        ws_compression: bool = True,
         **options: Any,
     ):
         """`target` is the application object (with `factory=True`, a callable returning it,
@@ -182,6 +183,7 @@ class Server(AbstractServer):
             ws_max_frame_size=ws_max_frame_size,
             ws_ping_interval=ws_ping_interval,
             ws_idle_timeout=ws_idle_timeout,
+            ws_compression=ws_compression,
         )
         self.target = target
         self._loop: Optional[asyncio.AbstractEventLoop] = None

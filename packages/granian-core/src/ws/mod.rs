@@ -1,12 +1,19 @@
-//! Websockets: the upgrade handshake (hyper) and framing (tokio-tungstenite). Once
+//! Websockets: the upgrade handshake (hyper) and framing (tokio-tungstenite), with
+//! permessage-deflate when the client offers it ([`deflate`], [`inflate_io`]). Once
 //! upgraded, a reader task and a writer task own the socket; interfaces talk to them
 //! through channels, so an app never waits on the socket itself.
+
+mod deflate;
+mod inflate_io;
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http::header::{HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
+use http::header::{
+    HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION,
+    UPGRADE,
+};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -17,15 +24,18 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use self::deflate::{DeflateParams, Deflater};
+use self::inflate_io::WsIo;
 use crate::http::body::ResponseBody;
 use crate::http::limits::IncomingBody;
 use crate::http::response::{error_response, response, ResponseSlot};
 use crate::metrics::meter::{Held, Meter};
 use crate::metrics::region::{Counter, Gauge};
 
-/// What a client's websocket may send, and how long it may stay silent.
+/// What a client's websocket may send, how long it may stay silent, and whether its
+/// messages may be compressed.
 #[derive(Clone, Copy, Debug)]
-pub struct WsLimits {
+pub struct WsSettings {
     /// The largest message, whole (its fragments together); a larger one closes with 1009.
     pub max_message: usize,
     /// The largest frame; refused with 1009 from its header, before its payload is read.
@@ -35,6 +45,8 @@ pub struct WsLimits {
     /// How long the client may send nothing (no message, no pong) before the server closes
     /// with 1001 (None: for ever).
     pub idle_timeout: Option<std::time::Duration>,
+    /// Whether permessage-deflate is agreed when the client offers it (`--ws-compression`).
+    pub compression: bool,
 }
 /// Bytes read from the socket at a time, to start with.
 const READ_BUFFER: usize = 8 * 1024;
@@ -81,13 +93,15 @@ pub struct WsUpgrade {
     pub accept_key: Option<String>,
     /// Counts the websocket's messages, with `--metrics`.
     pub meter: Option<Meter>,
-    pub limits: WsLimits,
+    pub limits: WsSettings,
+    /// The permessage-deflate parameters agreed, with the header that says so.
+    deflate: Option<(DeflateParams, HeaderValue)>,
 }
 
 /// Whether `req` asks for a websocket, over HTTP/1.1 (RFC 6455: a GET with `Upgrade`) or
 /// over HTTP/2 (RFC 8441: a CONNECT with `:protocol websocket`); takes its upgrade handle.
 /// An HTTP/2 one is shown to the app as a GET, as on HTTP/1.1. `meter` counts its messages.
-pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limits: WsLimits) -> Option<WsUpgrade> {
+pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limits: WsSettings) -> Option<WsUpgrade> {
     // Method and version first: most requests are ruled out without a header lookup.
     let over_http2 = match (req.version(), req.method()) {
         (Version::HTTP_11, &Method::GET) => false,
@@ -107,11 +121,13 @@ pub fn take_upgrade(req: &mut Request<IncomingBody>, meter: Option<&Meter>, limi
     } else {
         Some(http1_accept_key(req)?)
     };
+    let deflate = limits.compression.then(|| deflate::negotiate(req.headers())).flatten();
     Some(WsUpgrade {
         on_upgrade: hyper::upgrade::on(req),
         accept_key,
         meter: meter.cloned(),
         limits,
+        deflate,
     })
 }
 
@@ -213,16 +229,28 @@ impl PendingUpgrade {
     pub fn accept(
         &self,
         runtime: &tokio::runtime::Handle,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         then: impl FnOnce(Option<Arc<WsChannel>>) + Send + 'static,
     ) -> bool {
         let Some(upgrade) = self.take() else {
             return false;
         };
+        // An app that answers the extensions itself keeps them: we compress nothing then.
+        let deflate = match upgrade.deflate {
+            Some((params, answer)) if !headers.contains_key(SEC_WEBSOCKET_EXTENSIONS) => {
+                headers.insert(SEC_WEBSOCKET_EXTENSIONS, answer);
+                Some(params)
+            }
+            _ => None,
+        };
         self.response
             .send(switching_protocols(upgrade.accept_key.as_deref(), headers));
         runtime.spawn(async move {
-            then(establish(upgrade.on_upgrade, upgrade.limits, upgrade.meter).await.ok());
+            then(
+                establish(upgrade.on_upgrade, upgrade.limits, upgrade.meter, deflate)
+                    .await
+                    .ok(),
+            );
         });
         true
     }
@@ -299,19 +327,28 @@ impl WsChannel {
 /// Completes the upgrade and starts the reader and writer tasks.
 async fn establish(
     on_upgrade: OnUpgrade,
-    limits: WsLimits,
+    limits: WsSettings,
     meter: Option<Meter>,
+    deflate: Option<DeflateParams>,
 ) -> Result<Arc<WsChannel>, hyper::Error> {
     let upgraded = on_upgrade.await?;
     let open = meter.as_ref().map(|meter| Held::new(meter, Gauge::WebsocketsOpen));
     let (meter_in, meter_out) = (meter.clone(), meter);
     // An 8 KiB read buffer (tungstenite's default is 128 KiB, allocated up front): idle
     // websockets cost little, and a larger frame grows the buffer as it arrives.
+    let max_frame = limits.max_frame.min(limits.max_message);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(limits.max_message))
-        .max_frame_size(Some(limits.max_frame.min(limits.max_message)));
-    let socket = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        .max_frame_size(Some(max_frame));
+    let io = WsIo::new(
+        TokioIo::new(upgraded),
+        deflate.is_some(),
+        max_frame,
+        deflate.is_some_and(|d| d.client_no_context_takeover),
+    );
+    let mut deflater = deflate.map(Deflater::new);
+    let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Message>(OUTGOING_QUEUE);
     let (in_tx, in_rx) = mpsc::channel::<WsEvent>(INCOMING_QUEUE);
@@ -423,6 +460,10 @@ async fn establish(
             if let (Some(meter), Message::Text(_) | Message::Binary(_)) = (&meter_out, &message) {
                 meter.count(Counter::WebsocketMessagesOut, 1);
             }
+            let message = match deflater.as_mut() {
+                Some(deflater) => deflater.encode(message),
+                None => message,
+            };
             if sink.send(message).await.is_err() || closing {
                 break;
             }
