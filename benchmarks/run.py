@@ -18,7 +18,7 @@ maps a loop to its `--loop` argument and env. The other servers run once, on the
 (uvicorn: uvloop, hypercorn: asyncio). Our build is made once, as wheels in .envs/ours-wheels,
 and installed into each env of ours.
 
-    python benchmarks/run.py                  # everything, 3 rounds of 10 s, auto + asyncio (about 2.5 h)
+    python benchmarks/run.py                  # everything, 3 rounds of 10 s, auto + asyncio (about 2.75 h)
     python benchmarks/run.py --quick          # smoke check: a subset, 1 round of 2 s (about 3 min)
     python benchmarks/run.py --list           # the scenarios, their servers, the loops of --quick
     python benchmarks/run.py --only 'asgi-*' --servers ours granian --rounds 5 --loops auto

@@ -28,6 +28,10 @@ class Scenario:
     probe_body: Optional[bytes] = None  # POST this in the readiness probe
     expect: object = b'Hello, world!'  # the probe's expected body, or its length
     streams: int = 1  # h2load streams per connection
+    # ws_load.py's messages: --payload, --size, --compression (see its docstring)
+    ws_payload: str = 'x'
+    ws_size: int = 64
+    ws_compression: str = 'none'
     servers: List[str] = field(default_factory=list)
 
 
@@ -99,17 +103,44 @@ def build_scenarios() -> Dict[str, Scenario]:
                 )
             )
         if i != 'wsgi':
-            scenarios.append(
+            ws_echo = f'{suite}:ws_echo'
+            scenarios += [
                 Scenario(
                     f'{i}-ws',
                     i,
-                    f'{suite}:ws_echo',
+                    ws_echo,
                     'websocket echo: 64 clients, 64-byte text messages, messages/s',
                     load='ws',
                     connections=64,
                     needs=frozenset({'ws'}),
-                )
-            )
+                ),
+                # The same 1 KiB JSON messages without and with permessage-deflate: what compression costs (or
+                # saves) on one payload. Uncompressed, every websocket server takes part (and the ratio to granian
+                # exists); compressed, only those that negotiate it (granian 2.8.7 does not: no row, no ratio).
+                Scenario(
+                    f'{i}-ws-1k',
+                    i,
+                    ws_echo,
+                    'websocket echo: 64 clients, 1 KiB JSON text messages, no compression, messages/s',
+                    load='ws',
+                    connections=64,
+                    needs=frozenset({'ws'}),
+                    ws_payload='json',
+                    ws_size=KIB,
+                ),
+                Scenario(
+                    f'{i}-ws-deflate',
+                    i,
+                    ws_echo,
+                    'websocket echo: 64 clients, 1 KiB JSON text messages, permessage-deflate negotiated, messages/s',
+                    load='ws',
+                    connections=64,
+                    needs=frozenset({'ws', 'ws-deflate'}),
+                    ws_payload='json',
+                    ws_size=KIB,
+                    ws_compression='deflate',
+                ),
+            ]
     for static_file, size in STATIC_FILES.items():
         scenarios.append(
             Scenario(

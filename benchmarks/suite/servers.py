@@ -24,7 +24,7 @@ class Server:
     name: str
     env: str  # env dir under .envs ('' for the ceiling); the granian family's envs per loop add LOOPS' env_suffix
     interfaces: frozenset
-    features: frozenset  # h2, ws, tls, static
+    features: frozenset  # h2, ws, ws-deflate (permessage-deflate negotiated when offered), tls, static
     # (Row, Scenario, Ctx) -> argv, without the taskset prefix (the scenario is not typed here: scenarios.py
     # imports this module)
     command: Callable
@@ -132,16 +132,18 @@ PEER = 'granian'
 # reported next to `ours/granian`.
 OURS_BASELINE = 'ours-baseline'
 GRANIAN_FEATURES = frozenset({'h2', 'ws', 'tls', 'static'})
+# Ours negotiates permessage-deflate (`--ws-compression`, on by default); the granian release does not.
+OURS_FEATURES = GRANIAN_FEATURES | {'ws-deflate'}
 ALL_INTERFACES = frozenset({'rsgi', 'asgi', 'wsgi'})
 SERVERS = {
     server.name: server
     for server in [
-        Server('ours', 'ours', ALL_INTERFACES, GRANIAN_FEATURES, _granian_cmd, granian=True),
+        Server('ours', 'ours', ALL_INTERFACES, OURS_FEATURES, _granian_cmd, granian=True),
         Server(
             OURS_BASELINE,
             OURS_BASELINE,  # until use_baseline() names it after the revision
             ALL_INTERFACES,
-            GRANIAN_FEATURES,
+            OURS_FEATURES,
             _granian_cmd,
             label='ours baseline',
             granian=True,
@@ -159,7 +161,9 @@ SERVERS = {
             'uvicorn',
             'uvicorn',
             frozenset({'asgi'}),
-            frozenset({'ws', 'tls'}),
+            # Its default `--ws auto` is websockets' sans-I/O protocol when websockets is installed, with
+            # `--ws-per-message-deflate` on by default.
+            frozenset({'ws', 'ws-deflate', 'tls'}),
             _uvicorn_cmd,
             label=f'uvicorn {pinned("uvicorn")}',
             loop='uvloop',
@@ -168,7 +172,7 @@ SERVERS = {
             'hypercorn',
             'hypercorn',
             frozenset({'asgi'}),
-            frozenset({'h2', 'ws', 'tls'}),
+            frozenset({'h2', 'ws', 'ws-deflate', 'tls'}),  # wsproto's permessage-deflate, always accepted
             _hypercorn_cmd,
             label=f'hypercorn {pinned("hypercorn")}',
             loop='asyncio',
