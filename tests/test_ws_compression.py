@@ -110,6 +110,7 @@ def test_a_compressed_message_in_fragments_with_a_ping_between(server):
         first, payload = raw.read_raw_frame()
         assert (first & 0x0F, payload) == (0xA, b'are you there')
         opcode, payload = read_compressed(raw)
+        assert opcode == TEXT
         assert inflate(zlib.decompressobj(wbits=-15), payload) == JSON_TEXT.encode()
 
 
