@@ -4,9 +4,12 @@ Starts a server (ours, granian from PyPI, or uvicorn, from the envs the suite in
 benchmarks/.envs) with the ASGI websocket echo app of the suite, reads the worker's resident
 memory, opens N websockets from this process (asyncio, the `websockets` client), waits for the
 memory to settle, reads it again, checks that the worker still answers HTTP, and prints
-(RSS after - RSS before) / N. Run with this repository's env:
+(RSS after - RSS before) / N. Clients offer permessage-deflate (the `websockets` default; ours
+and uvicorn take it, granian 2.8.7 does not). One connection in a hundred sends a message before
+resting; `--all-send` makes every one send one (with compression, what a websocket costs at rest
+after it was used). Run with this repository's env:
 
-    uv run --no-sync python benchmarks/ws_idle_memory.py --server ours --connections 10000
+    uv run --no-sync python benchmarks/ws_idle_memory.py --server ours --connections 10000 [--all-send]
 """
 
 import argparse
@@ -67,7 +70,7 @@ def wait_http(port: int, timeout: float = 20) -> None:
     raise RuntimeError('the server did not answer')
 
 
-async def measure(port: int, worker: int, count: int, settle: float) -> dict:
+async def measure(port: int, worker: int, count: int, settle: float, every: int) -> dict:
     before = rss_kib(worker)
     sockets = []
     for start in range(0, count, 500):
@@ -76,9 +79,9 @@ async def measure(port: int, worker: int, count: int, settle: float) -> dict:
             for _ in range(min(500, count - start))
         ]
         sockets.extend(await asyncio.gather(*batch))
-    # Some of them send a message: the app ran for those, then every connection rests.
-    for ws in sockets[:: max(1, count // 100)]:
-        await ws.send('x')
+    # Some of them (every `every`-th) send a message: the app ran for those, then every connection rests.
+    for ws in sockets[::every]:
+        await ws.send('{"event": "joined", "room": "lobby"}')
         await ws.recv()
     await asyncio.sleep(settle)
     after = rss_kib(worker)
@@ -100,6 +103,7 @@ def main() -> None:
     parser.add_argument('--server', choices=['ours', 'granian', 'uvicorn'], required=True)
     parser.add_argument('--connections', type=int, default=10_000)
     parser.add_argument('--settle', type=float, default=3.0)
+    parser.add_argument('--all-send', action='store_true', help='every connection sends a message before resting')
     args = parser.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, args.connections * 2 + 1024), hard))
@@ -111,7 +115,15 @@ def main() -> None:
         wait_http(port)
         worker = worker_of(proc.pid)
         time.sleep(1)
-        result = {'server': args.server, **asyncio.run(measure(port, worker, args.connections, args.settle))}
+        result = {
+            'server': args.server,
+            'all_send': args.all_send,
+            **asyncio.run(
+                measure(
+                    port, worker, args.connections, args.settle, 1 if args.all_send else max(1, args.connections // 100)
+                )
+            ),
+        }
         print(json.dumps(result))
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import struct
+import zlib
 
 import h2.config
 import h2.connection
@@ -54,7 +55,8 @@ class H2Client:
                 self.ended.add(event.stream_id)
         self._flush()
 
-    def websocket(self, path: str) -> int:
+    def websocket(self, path: str, headers=()) -> int:
+        """Opens a websocket on a new stream; `headers`: more request headers (an extension offer)."""
         stream = self.conn.get_next_available_stream_id()
         headers = [
             (':method', 'CONNECT'),
@@ -63,6 +65,7 @@ class H2Client:
             (':path', path),
             (':authority', HOST),
             ('sec-websocket-version', '13'),
+            *headers,
         ]
         self.conn.send_headers(stream, headers)
         self._flush()
@@ -80,24 +83,29 @@ class H2Client:
             self._pump()
         return self.headers[stream][':status'], self.data.get(stream, b'')
 
-    def send(self, stream: int, opcode: int, payload: bytes) -> None:
-        self.conn.send_data(stream, frame(opcode, payload))
+    def send(self, stream: int, opcode: int, payload: bytes, rsv: int = 0) -> None:
+        self.conn.send_data(stream, frame(opcode, payload, rsv=rsv))
         self._flush()
 
     def receive(self, stream: int) -> tuple:
         """(opcode, payload) of the next websocket frame the server sent on `stream`."""
+        first, payload = self.receive_raw(stream)
+        return first & 0x0F, payload
+
+    def receive_raw(self, stream: int) -> tuple:
+        """(first header byte, payload) of the next websocket frame the server sent on `stream`."""
         while True:
             buffered = self.data.get(stream, b'')
             parsed = _parse(buffered)
             if parsed is not None:
-                opcode, payload, used = parsed
+                first, payload, used = parsed
                 self.data[stream] = buffered[used:]
-                return opcode, payload
+                return first, payload
             self._pump()
 
 
 def _parse(data: bytes):
-    """(opcode, payload, bytes used) of one whole unmasked server frame at the start of `data`."""
+    """(first header byte, payload, bytes used) of one whole unmasked server frame at the start of `data`."""
     if len(data) < 2:
         return None
     size, at = data[1] & 0x7F, 2
@@ -111,7 +119,7 @@ def _parse(data: bytes):
         size, at = struct.unpack('!Q', data[2:10])[0], 10
     if len(data) < at + size:
         return None
-    return data[0] & 0x0F, data[at : at + size], at + size
+    return data[0], data[at : at + size], at + size
 
 
 @pytest.fixture(scope='module', params=sorted(TARGETS))
@@ -135,6 +143,18 @@ def test_echo_text_and_binary_over_h2c(client):
     assert client.receive(ws) == (TEXT, 'héllo'.encode())
     client.send(ws, BINARY, b'\x00\x01\x02')
     assert client.receive(ws) == (BINARY, b'\x00\x01\x02')
+
+
+def test_compression_is_negotiated_over_http2_too(client):
+    ws = client.websocket('/echo', headers=[('sec-websocket-extensions', 'permessage-deflate')])
+    assert client.headers[ws]['sec-websocket-extensions'] == 'permessage-deflate'
+    compressor, decompressor = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+    text = 'compressed over HTTP/2 ' * 20
+    packed = compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    client.send(ws, TEXT, packed[:-4], rsv=4)
+    first, payload = client.receive_raw(ws)
+    assert first == 0x80 | 0x40 | TEXT  # FIN, RSV1: compressed
+    assert decompressor.decompress(payload + b'\x00\x00\xff\xff') == text.encode()
 
 
 def test_the_scope_says_http_2_and_get(server, client):

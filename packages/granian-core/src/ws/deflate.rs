@@ -124,8 +124,10 @@ fn window_bits(value: &str) -> Option<u8> {
     (8..=MAX_WINDOW_BITS).contains(&bits).then_some(bits)
 }
 
-/// Compresses the data messages we send. The zlib state is made with the first message,
-/// so a websocket that never sends costs nothing here.
+/// Compresses the data messages we send. The zlib state (about 300 KiB with zlib-rs, most of
+/// it a fixed hash table) is made with the first message and can be let go at any time: a
+/// fresh compressor's output is still a valid continuation for the client, which only loses
+/// references back into earlier messages. So a websocket at rest keeps none.
 pub struct Deflater {
     params: DeflateParams,
     compress: Option<Compress>,
@@ -134,6 +136,16 @@ pub struct Deflater {
 impl Deflater {
     pub fn new(params: DeflateParams) -> Self {
         Self { params, compress: None }
+    }
+
+    /// Whether the compressor holds its state (since the last [`Self::release`]).
+    pub fn holds_state(&self) -> bool {
+        self.compress.is_some()
+    }
+
+    /// Frees the compressor's state; the next message starts a new one.
+    pub fn release(&mut self) {
+        self.compress = None;
     }
 
     /// `message` as it goes on the wire: a text or binary message becomes one compressed
@@ -300,6 +312,28 @@ mod tests {
                 decompress.reset(false);
             }
             assert_eq!(inflate(&mut decompress, &wire), b"after");
+        }
+    }
+
+    #[test]
+    fn a_released_compressor_stays_readable_by_the_same_inflater() {
+        let mut deflater = Deflater::new(DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_window_bits: 15,
+        });
+        let mut decompress = Decompress::new_with_window_bits(false, 15);
+        for (i, text) in ["first message", "second message", "first message"]
+            .into_iter()
+            .enumerate()
+        {
+            if i == 1 {
+                deflater.release();
+                assert!(!deflater.holds_state());
+            }
+            let wire = payload_of(deflater.encode(Message::Text(text.into())));
+            assert_eq!(inflate(&mut decompress, &wire), text.as_bytes());
+            assert!(deflater.holds_state());
         }
     }
 

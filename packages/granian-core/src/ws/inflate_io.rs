@@ -108,6 +108,18 @@ impl FrameInflater {
         }
     }
 
+    /// The client went quiet: between messages, the buffers go (the inflater's window stays,
+    /// the client's next message may refer back into it).
+    fn rest(&mut self) {
+        if self.message.is_none() && self.raw.is_empty() && self.out_at == self.out.len() {
+            self.raw = BytesMut::new();
+            self.out = Vec::new();
+            self.out_at = 0;
+            self.compressed = BytesMut::new();
+            self.inflated = None;
+        }
+    }
+
     /// Turns what `raw` holds into frames for tungstenite, until `out` holds a chunk or more
     /// is needed from the socket.
     fn process(&mut self) {
@@ -331,7 +343,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for WsIo<S> {
             }
             inflater.raw.reserve(READ_SIZE);
             match tokio_util::io::poll_read_buf(Pin::new(&mut this.inner), cx, &mut inflater.raw) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    inflater.rest();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                 // The connection ended: tungstenite sees the end, mid-frame or not.
                 Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),

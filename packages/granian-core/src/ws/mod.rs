@@ -54,6 +54,8 @@ const READ_BUFFER: usize = 8 * 1024;
 const INCOMING_QUEUE: usize = 64;
 /// Messages queued by the app before it has to wait for the socket.
 const OUTGOING_QUEUE: usize = 64;
+/// How long a websocket sends nothing before its compressor's state is freed.
+const COMPRESSOR_REST: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a close we sent waits for the client's answer before the connection is dropped.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long the close for a protocol error waits for the app to take the messages before it.
@@ -448,11 +450,24 @@ async fn establish(
             ticker
         });
         loop {
-            let message = match &mut pings {
-                None => out_rx.recv().await,
-                Some(ticker) => tokio::select! {
-                    message = out_rx.recv() => message,
-                    _ = ticker.tick() => Some(Message::Ping(Default::default())),
+            let next = async {
+                match &mut pings {
+                    None => out_rx.recv().await,
+                    Some(ticker) => tokio::select! {
+                        message = out_rx.recv() => message,
+                        _ = ticker.tick() => Some(Message::Ping(Default::default())),
+                    },
+                }
+            };
+            // A compressor at rest for a while gives its memory back.
+            let message = match deflater.as_mut().filter(|d| d.holds_state()) {
+                None => next.await,
+                Some(deflater) => match tokio::time::timeout(COMPRESSOR_REST, next).await {
+                    Ok(message) => message,
+                    Err(_) => {
+                        deflater.release();
+                        continue;
+                    }
                 },
             };
             let Some(message) = message else { break };
