@@ -59,7 +59,8 @@ def offer(value: str):
 
 def test_the_default_offer_of_websockets_is_taken(server):
     with connect(server, max_size=None) as ws:
-        assert ws.response.headers['sec-websocket-extensions'] == 'permessage-deflate'
+        # Its offer lets the server choose the client's window: 4 KiB.
+        assert ws.response.headers['sec-websocket-extensions'] == 'permessage-deflate; client_max_window_bits=12'
         assert [ext.name for ext in ws.protocol.extensions] == ['permessage-deflate']
         messages = [JSON_TEXT, JSON_TEXT.encode(), 'é' * 50_000, os.urandom(300_000), '', b'', 'x']
         for message in messages:
@@ -79,11 +80,13 @@ def test_a_client_that_offers_nothing_gets_plain_frames(server):
 
 def test_the_server_compresses_with_context(server):
     with RawWS(server, headers=offer('permessage-deflate; client_max_window_bits')) as raw:
-        assert raw.head.header('sec-websocket-extensions') == 'permessage-deflate'
-        compressor = zlib.compressobj(wbits=-15)
+        assert raw.head.header('sec-websocket-extensions') == 'permessage-deflate; client_max_window_bits=12'
+        compressor = zlib.compressobj(wbits=-12)  # as answered
         decompressor = zlib.decompressobj(wbits=-15)
         sizes = []
-        for data in [JSON_TEXT.encode(), JSON_TEXT.encode()]:
+        # Shorter than the server's 4 KiB window, so that the second copy can refer to the first.
+        short = JSON_TEXT[:2000].encode()
+        for data in [short, short]:
             raw.send(frame(TEXT, deflate(compressor, data), rsv=RSV1))
             opcode, payload = read_compressed(raw)
             assert opcode == TEXT

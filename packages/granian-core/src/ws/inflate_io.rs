@@ -15,7 +15,7 @@ use bytes::{Buf, BytesMut};
 use flate2::{Decompress, FlushDecompress};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::deflate::FLUSH_TAIL;
+use super::deflate::{DeflateParams, FLUSH_TAIL};
 
 /// The most inflated bytes handed on in one fragment: fits the 16-bit frame length.
 const CHUNK: usize = 16 * 1024;
@@ -34,11 +34,10 @@ pub struct WsIo<S> {
 }
 
 impl<S> WsIo<S> {
-    /// `inflate`: whether permessage-deflate was agreed; `max_frame` bounds the compressed
-    /// frames (with room for deflate's overhead) and the fragments handed on;
-    /// `reset_per_message` is `client_no_context_takeover`.
-    pub fn new(inner: S, inflate: bool, max_frame: usize, reset_per_message: bool) -> Self {
-        let inflater = inflate.then(|| Box::new(FrameInflater::new(max_frame, reset_per_message)));
+    /// `deflate`: the permessage-deflate parameters, when agreed; `max_frame` bounds the
+    /// compressed frames (with room for deflate's overhead) and the fragments handed on.
+    pub fn new(inner: S, deflate: Option<&DeflateParams>, max_frame: usize) -> Self {
+        let inflater = deflate.map(|params| Box::new(FrameInflater::new(max_frame, params)));
         Self { inner, inflater }
     }
 }
@@ -85,11 +84,13 @@ struct FrameInflater {
     inflated: Option<Box<[u8]>>,
     chunk: usize,
     max_frame: u64,
+    /// `client_no_context_takeover`: the inflater starts afresh with each message.
     reset_per_message: bool,
+    window_bits: u8,
 }
 
 impl FrameInflater {
-    fn new(max_frame: usize, reset_per_message: bool) -> Self {
+    fn new(max_frame: usize, params: &DeflateParams) -> Self {
         Self {
             raw: BytesMut::new(),
             compressed: BytesMut::new(),
@@ -104,7 +105,8 @@ impl FrameInflater {
             // an eighth and a sixty-fourth more): a frame at the limit before compression must
             // fit. What it inflates to is held to the limits by tungstenite.
             max_frame: (max_frame + max_frame / 8 + max_frame / 64 + 64) as u64,
-            reset_per_message,
+            reset_per_message: params.client_no_context_takeover,
+            window_bits: params.inflate_window_bits(),
         }
     }
 
@@ -241,9 +243,10 @@ impl FrameInflater {
             self.compressed.extend_from_slice(&FLUSH_TAIL);
             message.tail_fed = true;
         }
+        let window_bits = self.window_bits;
         let decompress = self
             .decompress
-            .get_or_insert_with(|| Decompress::new_with_window_bits(false, 15));
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, window_bits));
         // At most one chunk at a time, into a buffer made once (zlib writes into a slice).
         let chunk = self.chunk;
         let inflated = self.inflated.get_or_insert_with(|| vec![0; chunk].into_boxed_slice());
@@ -438,7 +441,14 @@ mod tests {
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
-        let io = WsIo::new(server, true, max_message, false);
+        let params = DeflateParams {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_window_bits: 15,
+            client_window_bits: 15,
+            client_window_answered: false,
+        };
+        let io = WsIo::new(server, Some(&params), max_message);
         let mut socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let mut seen = vec![];
         let _client = writer.await.unwrap();

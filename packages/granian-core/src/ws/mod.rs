@@ -343,12 +343,7 @@ async fn establish(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(limits.max_message))
         .max_frame_size(Some(max_frame));
-    let io = WsIo::new(
-        TokioIo::new(upgraded),
-        deflate.is_some(),
-        max_frame,
-        deflate.is_some_and(|d| d.client_no_context_takeover),
-    );
+    let io = WsIo::new(TokioIo::new(upgraded), deflate.as_ref(), max_frame);
     let mut deflater = deflate.map(Deflater::new);
     let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
     let (mut sink, mut stream) = socket.split();
