@@ -35,3 +35,30 @@ pub fn tune() {
         });
     }
 }
+
+/// Asks for the heap's free pages to go back to the kernel in a second, once for all the
+/// calls made meanwhile. For memory freed in bulk and likely to stay free (the compressors
+/// of websockets that went quiet): glibc keeps freed chunks inside the heap as they are,
+/// so without this a worker's resident memory stays at its peak. Needs a tokio runtime.
+pub fn trim_soon() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static SCHEDULED: AtomicBool = AtomicBool::new(false);
+        if SCHEDULED.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            // Cleared first: what is freed while the trim runs asks for another.
+            SCHEDULED.store(false, Ordering::Release);
+            // malloc_trim walks every arena: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(|| {
+                // SAFETY: malloc_trim only returns free memory to the kernel (it takes each
+                // arena's lock); the pad keeps the top of the heap that `tune` keeps anyway.
+                unsafe { libc::malloc_trim(TRIM_THRESHOLD as libc::size_t) };
+            })
+            .await;
+        });
+    }
+}

@@ -461,6 +461,7 @@ async fn establish(
                     Ok(message) => message,
                     Err(_) => {
                         deflater.release();
+                        crate::allocator::trim_soon();
                         continue;
                     }
                 },
