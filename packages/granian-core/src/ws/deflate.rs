@@ -45,6 +45,19 @@ pub struct DeflateParams {
     pub client_window_answered: bool,
 }
 
+impl Default for DeflateParams {
+    /// What an offer without parameters agrees to: both contexts kept, 15-bit windows.
+    fn default() -> Self {
+        Self {
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_window_bits: MAX_WINDOW_BITS,
+            client_window_bits: MAX_WINDOW_BITS,
+            client_window_answered: false,
+        }
+    }
+}
+
 impl DeflateParams {
     /// The `Sec-WebSocket-Extensions` answer for these parameters.
     pub fn response_header(&self, asked_server_window: bool) -> HeaderValue {
@@ -88,13 +101,7 @@ fn accept_offer(offer: &str) -> Option<(DeflateParams, bool)> {
     if !parts.next()?.eq_ignore_ascii_case("permessage-deflate") {
         return None;
     }
-    let mut params = DeflateParams {
-        server_no_context_takeover: false,
-        client_no_context_takeover: false,
-        server_window_bits: MAX_WINDOW_BITS,
-        client_window_bits: MAX_WINDOW_BITS,
-        client_window_answered: false,
-    };
+    let mut params = DeflateParams::default();
     let mut seen = Vec::with_capacity(4);
     let mut asked_server_window = false;
     for part in parts {
@@ -306,10 +313,8 @@ mod tests {
         for (no_context, bits) in [(false, 15), (true, 15), (false, 9), (true, 9)] {
             let mut deflater = Deflater::new(DeflateParams {
                 server_no_context_takeover: no_context,
-                client_no_context_takeover: false,
                 server_window_bits: bits,
-                client_window_bits: 15,
-                client_window_answered: false,
+                ..DeflateParams::default()
             });
             let mut decompress = Decompress::new_with_window_bits(false, 15);
             let text: String = (0..40)
@@ -351,13 +356,7 @@ mod tests {
 
     #[test]
     fn a_released_compressor_stays_readable_by_the_same_inflater() {
-        let mut deflater = Deflater::new(DeflateParams {
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
-            server_window_bits: 15,
-            client_window_bits: 15,
-            client_window_answered: false,
-        });
+        let mut deflater = Deflater::new(DeflateParams::default());
         let mut decompress = Decompress::new_with_window_bits(false, 15);
         for (i, text) in ["first message", "second message", "first message"]
             .into_iter()
@@ -375,13 +374,7 @@ mod tests {
 
     #[test]
     fn control_messages_pass() {
-        let mut deflater = Deflater::new(DeflateParams {
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
-            server_window_bits: 15,
-            client_window_bits: 15,
-            client_window_answered: false,
-        });
+        let mut deflater = Deflater::new(DeflateParams::default());
         assert!(matches!(deflater.encode(Message::Ping(Bytes::new())), Message::Ping(_)));
     }
 }

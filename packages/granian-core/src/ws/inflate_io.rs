@@ -441,14 +441,7 @@ mod tests {
         let config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
-        let params = DeflateParams {
-            server_no_context_takeover: false,
-            client_no_context_takeover: false,
-            server_window_bits: 15,
-            client_window_bits: 15,
-            client_window_answered: false,
-        };
-        let io = WsIo::new(server, Some(&params), max_message);
+        let io = WsIo::new(server, Some(&DeflateParams::default()), max_message);
         let mut socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
         let mut seen = vec![];
         let _client = writer.await.unwrap();
