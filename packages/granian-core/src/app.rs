@@ -229,7 +229,13 @@ impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
         self.websockets
     }
 
-    async fn handle(self: Arc<Self>, mut req: Request<IncomingBody>, peer: SocketAddr) -> Response<ResponseBody> {
+    // Not an async fn: the request is handed to the loop when this is called, and the future
+    // returned holds only the wait for the answer.
+    fn handle(
+        self: Arc<Self>,
+        mut req: Request<IncomingBody>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send {
         let upgrade = match self.websockets {
             true => take_upgrade(&mut req, self.ctx.meter.as_ref(), self.ctx.ws_settings),
             false => None,
@@ -256,6 +262,5 @@ impl<S: Send + Sync + 'static> Handler for LoopHandler<S> {
                 }
             }))
         })
-        .await
     }
 }

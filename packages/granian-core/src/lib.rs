@@ -11,6 +11,7 @@ mod convert;
 mod files;
 mod handoff;
 mod http;
+mod http3;
 mod log;
 mod log_time;
 mod metrics;

@@ -98,6 +98,14 @@ impl Listener {
     }
 
     /// `(address, port)` as the scopes report the server: a Unix socket has its path, port 0.
+    /// The bound TCP address; None for a Unix socket.
+    pub fn tcp_address(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+
     pub fn server_address(&self) -> (String, u16) {
         match self {
             Self::Tcp(l) => l

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::handoff::Handoff;
 use crate::http::activity::Signals;
 use crate::http::server::{serve_connection, Handler, ServerContext};
+use crate::http3::Http3Listener;
 use crate::metrics::meter::Held;
 use crate::metrics::region::{Counter, Gauge};
 use crate::net::Listener;
@@ -53,12 +54,14 @@ struct Shared<H> {
 
 /// Starts the runtime threads and returns at once; `on_stopped` runs (on a runtime thread)
 /// once shutdown was asked for and every connection has finished.
+#[allow(clippy::too_many_arguments)]
 pub fn start<H: Handler>(
     config: &RuntimeConfig,
     listener: Listener,
     handler: Arc<H>,
     server: ServerContext,
     tls: Option<(TlsAcceptor, Arc<str>)>,
+    mut http3: Option<Http3Listener>,
     shutdown: CancellationToken,
     on_stopped: Box<dyn Fn() + Send + Sync>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -101,13 +104,29 @@ pub fn start<H: Handler>(
             .build()?;
         let listener = listener.try_clone()?;
         let shared = shared.clone();
+        // QUIC has one endpoint per worker: the first runtime drives it.
+        let quic = http3.take();
         let thread = std::thread::Builder::new()
             .name(format!("granian-rt-{idx}"))
             .spawn(move || {
                 if let Some(handoff) = handoff {
                     Handoff::install(handoff);
                 }
-                runtime.block_on(accept_loop(listener, shared.clone()));
+                runtime.block_on(async {
+                    let quic = quic.map(|quic| {
+                        let cert = shared.tls.as_ref().map(|(_, cert)| cert.clone()).unwrap_or_default();
+                        tokio::spawn(quic.serve(
+                            shared.handler.clone(),
+                            shared.server.clone(),
+                            cert,
+                            shared.shutdown.clone(),
+                        ))
+                    });
+                    accept_loop(listener, shared.clone()).await;
+                    if let Some(quic) = quic {
+                        let _ = quic.await;
+                    }
+                });
                 if shared.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                     (shared.on_stopped)();
                 }
@@ -197,27 +216,52 @@ where
         meter.count(Counter::ConnectionsHandled, 1);
         Held::new(meter, Gauge::ConnectionsActive)
     });
+    // The connection's state (hyper's, rustls's) is several KiB: it lives in its own box so the
+    // task spawned per accepted socket stays small and is not copied whole on spawn.
     let served = match &shared.tls {
-        None => serve_connection(io, peer, None, handler, server, signals).await,
-        Some((acceptor, server_cert)) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
-            Ok(Ok(stream)) => {
-                let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1, server_cert.clone()));
-                serve_connection(stream, peer, Some(info), handler, server, signals).await
-            }
-            failed => {
-                match failed {
-                    Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
-                    _ => log::debug!("TLS handshake with {peer} timed out"),
-                }
-                if let Some(meter) = &meter {
-                    meter.count(Counter::TlsHandshakeFailures, 1);
-                }
-                false
-            }
-        },
+        None => {
+            let connection = Box::pin(serve_connection(io, peer, None, handler, server, signals));
+            connection.await
+        }
+        Some((acceptor, server_cert)) => {
+            let connection = Box::pin(serve_tls(io, peer, acceptor, server_cert, handler, server, signals));
+            connection.await
+        }
     };
     if let (false, Some(meter)) = (served, &meter) {
         meter.count(Counter::ConnectionsErr, 1);
+    }
+}
+
+/// The TLS handshake (bounded in time), then HTTP over it. `false` when either failed.
+async fn serve_tls<IO, H>(
+    io: IO,
+    peer: SocketAddr,
+    acceptor: &TlsAcceptor,
+    server_cert: &Arc<str>,
+    handler: Arc<H>,
+    server: Arc<ServerContext>,
+    signals: Arc<Signals>,
+) -> bool
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+        Ok(Ok(stream)) => {
+            let info = Arc::new(TlsInfo::from_connection(stream.get_ref().1, server_cert.clone()));
+            serve_connection(stream, peer, Some(info), handler, server, signals).await
+        }
+        failed => {
+            match failed {
+                Ok(Err(err)) => log::debug!("TLS handshake with {peer} failed: {err}"),
+                _ => log::debug!("TLS handshake with {peer} timed out"),
+            }
+            if let Some(meter) = &server.meter {
+                meter.count(Counter::TlsHandshakeFailures, 1);
+            }
+            false
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use crate::files::{Mount, StaticFiles};
 use crate::http::limits::BodyLimits;
 use crate::http::server::{Http1Settings, Http2Settings, HttpMode};
+use crate::http3::Http3Settings;
 use crate::metrics::meter::Meter;
 use crate::metrics::region::Region;
 use crate::runtime::{RuntimeConfig, RuntimeMode};
@@ -46,6 +47,13 @@ pub struct WorkerSettings {
     pub ws_idle_timeout: Option<f64>,
     /// `--ws-compression`: permessage-deflate when the client offers it.
     pub ws_compression: bool,
+    /// `--http3`: QUIC beside TCP; the other `http3_*` fields apply then.
+    pub http3: bool,
+    /// Seconds.
+    pub http3_idle_timeout: f64,
+    pub http3_max_concurrent_streams: u32,
+    /// Whether clients may move to another address (one worker only).
+    pub http3_migration: bool,
 }
 
 /// `granian._native.MetricsSettings`: where this worker counts.
@@ -142,6 +150,25 @@ impl WorkerSettings {
             idle_timeout: seconds("ws_idle_timeout", self.ws_idle_timeout)?,
             compression: self.ws_compression,
         })
+    }
+
+    /// None unless `--http3`.
+    pub fn http3_settings(&self) -> PyResult<Option<Http3Settings>> {
+        if !self.http3 {
+            return Ok(None);
+        }
+        if self.tls.is_none() {
+            return Err(PyValueError::new_err(
+                "--http3: HTTP/3 needs TLS (--ssl-certificate and --ssl-keyfile)",
+            ));
+        }
+        let idle_timeout = seconds("--http3-idle-timeout", Some(self.http3_idle_timeout))?.unwrap_or_default();
+        Ok(Some(Http3Settings {
+            idle_timeout,
+            max_concurrent_streams: self.http3_max_concurrent_streams.max(1),
+            migration: self.http3_migration,
+            max_headers_size: u64::from(self.http2.max_headers_size),
+        }))
     }
 
     /// Whether access lines are JSON objects (`--log-format json`).

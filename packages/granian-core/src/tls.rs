@@ -174,7 +174,8 @@ pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, String
 pub struct TlsInfo {
     pub server_cert: Arc<str>,
     pub version: u16,
-    pub cipher_suite: u16,
+    /// None over QUIC: quinn does not tell which suite was agreed.
+    pub cipher_suite: Option<u16>,
     pub client_chain: Vec<CertificateDer<'static>>,
 }
 
@@ -183,14 +184,21 @@ impl TlsInfo {
         Self {
             server_cert,
             version: conn.protocol_version().map(u16::from).unwrap_or(0),
-            cipher_suite: conn
-                .negotiated_cipher_suite()
-                .map(|c| u16::from(c.suite()))
-                .unwrap_or(0),
+            cipher_suite: conn.negotiated_cipher_suite().map(|c| u16::from(c.suite())),
             client_chain: conn
                 .peer_certificates()
                 .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// A QUIC connection's: always TLS 1.3.
+    pub fn for_quic(server_cert: Arc<str>, client_chain: Vec<CertificateDer<'static>>) -> Self {
+        Self {
+            server_cert,
+            version: u16::from(rustls::ProtocolVersion::TLSv1_3),
+            cipher_suite: None,
+            client_chain,
         }
     }
 

@@ -20,6 +20,7 @@ use crate::files::StaticFiles;
 use crate::http::activity::{Timers, DRAIN_GRACE};
 use crate::http::limits::BodyLimits;
 use crate::http::server::{build, AccessLog, Handler, Http1Settings, Http2Settings, HttpMode, ServerContext};
+use crate::http3::{Http3Listener, Http3Settings};
 use crate::log::AccessFormat;
 use crate::metrics::meter::Meter;
 use crate::net::{Listener, SocketHolder};
@@ -53,6 +54,8 @@ pub struct Worker {
     http1: Http1Settings,
     http2: Http2Settings,
     tls: Option<(TlsAcceptor, Arc<str>)>,
+    /// With `--http3`: the TLS settings QUIC is served with, and its own.
+    http3: Option<(TlsSettings, Http3Settings)>,
     websockets: bool,
     rust_tasks: bool,
     statics: Option<StaticFiles>,
@@ -132,6 +135,15 @@ impl Worker {
             }),
             None => None,
         };
+        let http3 = match &self.http3 {
+            Some((tls, settings)) => {
+                let addr = listener
+                    .tcp_address()
+                    .ok_or_else(|| PyValueError::new_err("--http3: HTTP/3 needs a TCP listener (not --uds)"))?;
+                Some(Http3Listener::bind(addr, tls, *settings).map_err(PyValueError::new_err)?)
+            }
+            None => None,
+        };
         let server = ServerContext {
             builder: build(self.http_mode, &self.http1, &self.http2, handler.takes_websockets()),
             scheme: self.scheme(),
@@ -144,6 +156,7 @@ impl Worker {
                 drain_grace: DRAIN_GRACE,
             },
             limits: self.limits,
+            alt_svc: http3.as_ref().and_then(Http3Listener::alt_svc),
         };
         if let Some(meter) = &self.meter {
             bridge.queue.meter(meter.clone());
@@ -164,6 +177,7 @@ impl Worker {
             handler,
             server,
             self.tls.clone(),
+            http3,
             self.shutdown.clone(),
             notify,
         )
@@ -208,6 +222,10 @@ impl Worker {
             http1: Http1Settings::from(&settings.http1),
             http2: Http2Settings::from(&settings.http2),
             tls,
+            http3: match (settings.http3_settings()?, &settings.tls) {
+                (Some(http3), Some(tls)) => Some((tls.clone(), http3)),
+                _ => None,
+            },
             websockets: settings.websockets,
             rust_tasks: settings.rust_tasks()?,
             statics: settings.statics.as_ref().map(StaticOptions::static_files).transpose()?,

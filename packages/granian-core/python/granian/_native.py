@@ -74,3 +74,10 @@ class WorkerSettings:
     ws_idle_timeout: Optional[float] = None
     #: permessage-deflate when the client offers it.
     ws_compression: bool = True
+    #: QUIC beside TCP (needs `tls`); the other `http3_*` fields apply then.
+    http3: bool = False
+    #: Seconds.
+    http3_idle_timeout: float = 30.0
+    http3_max_concurrent_streams: int = 100
+    #: Clients may change address: one worker only (packets are routed by address).
+    http3_migration: bool = False

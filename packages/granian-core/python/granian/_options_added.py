@@ -121,3 +121,35 @@ WS_COMPRESSION = flag(
     'Compress websocket messages (permessage-deflate, RFC 7692) when the client offers it',
     True,
 )
+
+
+HTTP3 = flag(
+    'http3',
+    'http3',
+    'GRANIAN_HTTP3',
+    'Also serve HTTP/3 (QUIC) on UDP at the same address and port, announced to HTTP/1.1 and HTTP/2 clients with '
+    'Alt-Svc; needs TLS (experimental)',
+    False,
+)
+
+HTTP3_IDLE_TIMEOUT = Option(
+    '--http3-idle-timeout',
+    'http3_idle_timeout',
+    'GRANIAN_HTTP3_IDLE_TIMEOUT',
+    'Closes an HTTP/3 connection that carried no packet for this long (in seconds, or a human-readable duration)',
+    kind='duration',
+    min=1,
+    max=600,
+    default=30,
+)
+
+HTTP3_MAX_CONCURRENT_STREAMS = Option(
+    '--http3-max-concurrent-streams',
+    'http3_max_concurrent_streams',
+    'GRANIAN_HTTP3_MAX_CONCURRENT_STREAMS',
+    'How many requests a client may have in flight on one HTTP/3 connection',
+    kind='int',
+    min=1,
+    max=10_000,
+    default=100,
+)

@@ -1,6 +1,7 @@
 //! The request cycle every interface shares: the app gets a responder and the request's
 //! state, and the connection waits for the response, answering 500 when none comes.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use http::{Response, StatusCode};
@@ -10,23 +11,26 @@ use super::body::ResponseBody;
 use super::response::{error_response, Responder};
 use super::state::{DisconnectGuard, RequestState};
 
-/// Runs one request: `start` hands the request to the app (on whatever thread serves it),
-/// which answers through the responder. A responder dropped unanswered gives a 500. The
-/// request's state tells the app when its client goes away, until the response body is
-/// fully handed over.
-pub async fn exchange(start: impl FnOnce(Responder, Arc<RequestState>)) -> Response<ResponseBody> {
+/// Runs one request: `start` hands the request to the app (on whatever thread serves it)
+/// at once, which answers through the responder; the future returned waits for that answer.
+/// A responder dropped unanswered gives a 500. The request's state tells the app when its
+/// client goes away, until the response body is fully handed over. (Started before the
+/// future is made so the request's parts are not carried in it: it stays small.)
+pub fn exchange(start: impl FnOnce(Responder, Arc<RequestState>)) -> impl Future<Output = Response<ResponseBody>> {
     let (responder, answer) = oneshot::channel();
     let state = Arc::new(RequestState::new());
     let guard = DisconnectGuard(state.clone());
     start(responder, state);
-    match answer.await {
-        Ok(mut response) => {
-            response.body_mut().watch(guard);
-            response
-        }
-        Err(_) => {
-            guard.0.complete();
-            error_response(StatusCode::INTERNAL_SERVER_ERROR)
+    async move {
+        match answer.await {
+            Ok(mut response) => {
+                response.body_mut().watch(guard);
+                response
+            }
+            Err(_) => {
+                guard.0.complete();
+                error_response(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 }

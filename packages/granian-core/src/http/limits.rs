@@ -40,7 +40,39 @@ pub enum BodyError {
     /// Over a limit: the request is answered with this status.
     Refused(StatusCode),
     /// The client went away or broke the protocol.
-    Interrupted(hyper::Error),
+    Interrupted(BoxError),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a request body comes from: hyper (HTTP/1.1, HTTP/2), or a transport of our own
+/// (HTTP/3), boxed so the common case stays unboxed.
+pub enum BodySource {
+    Hyper(Incoming),
+    Other(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send + Sync>>),
+}
+
+impl BodySource {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(body) => body.is_end_stream(),
+            Self::Other(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(body) => body.size_hint(),
+            Self::Other(body) => body.size_hint(),
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Self::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Other(body) => body.as_mut().poll_frame(cx),
+        }
+    }
 }
 
 impl fmt::Display for BodyError {
@@ -76,9 +108,9 @@ impl Refusal {
     }
 }
 
-/// The body of a request as the apps read it: hyper's, held to the limits.
+/// The body of a request as the apps read it, held to the limits.
 pub struct IncomingBody {
-    inner: Incoming,
+    inner: BodySource,
     limits: BodyLimits,
     read: u64,
     /// The read timer, armed once a read has to wait for the client; when it fires, the
@@ -91,7 +123,7 @@ pub struct IncomingBody {
 
 impl IncomingBody {
     /// Wraps `inner`; a body with nothing to read or no limit to keep costs no allocation.
-    pub fn new(inner: Incoming, limits: BodyLimits) -> (Self, Option<Refusal>) {
+    pub fn new(inner: BodySource, limits: BodyLimits) -> (Self, Option<Refusal>) {
         let limited = limits.max_size.is_some() || limits.read_timeout.is_some();
         let refusal = (limited && !inner.is_end_stream()).then(Refusal::default);
         let body = Self {
@@ -142,7 +174,7 @@ impl Body for IncomingBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        match this.inner.poll_frame(cx) {
             Poll::Pending => {
                 if this.timed_out(cx) {
                     return this.refuse(StatusCode::REQUEST_TIMEOUT);

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH};
+use http::header::{HeaderValue, ALT_SVC, CONNECTION, CONTENT_LENGTH};
 use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{evictable, verdict, Activity, Signals, Timers, Verdict, Watched};
 use super::body::ResponseBody;
-use super::limits::{BodyLimits, IncomingBody};
+use super::limits::{BodyLimits, BodySource, IncomingBody};
 use super::response::error_response;
 use super::util::version_labels;
 use crate::files::StaticFiles;
@@ -173,6 +173,8 @@ pub struct ServerContext {
     pub meter: Option<Meter>,
     pub timers: Timers,
     pub limits: BodyLimits,
+    /// With `--http3`: the `Alt-Svc` every HTTP/1.1 and HTTP/2 response carries.
+    pub alt_svc: Option<HeaderValue>,
 }
 
 /// An answer the server gives itself; on HTTP/1 it closes the connection (the rest of the
@@ -187,14 +189,16 @@ fn refuse(status: http::StatusCode, version: Version) -> Response<ResponseBody> 
     response
 }
 
-async fn dispatch<H: Handler>(
+/// One request, whatever carried it: static files, limits, the app, metrics and the access
+/// log. The transport writes the response out.
+pub async fn dispatch<H: Handler>(
     ctx: &ServerContext,
     handler: Arc<H>,
-    req: Request<Incoming>,
+    parts: http::request::Parts,
+    body: BodySource,
     peer: SocketAddr,
     tls: Option<Arc<TlsInfo>>,
 ) -> Response<ResponseBody> {
-    let (parts, body) = req.into_parts();
     let refused = ctx.limits.check_declared(&parts.headers);
     let (body, refusal) = IncomingBody::new(body, ctx.limits);
     let mut req = Request::from_parts(parts, body);
@@ -202,7 +206,8 @@ async fn dispatch<H: Handler>(
         req.extensions_mut().insert(tls);
     }
     let version = req.version();
-    let head_h2 = req.method() == Method::HEAD && version == Version::HTTP_2;
+    // hyper drops HEAD bodies on HTTP/1 only.
+    let head_multiplexed = req.method() == Method::HEAD && version >= Version::HTTP_2;
     // One clock read serves the access log and the metrics.
     let started = (ctx.access.is_some() || ctx.meter.is_some()).then(Instant::now);
     let access = ctx.access.as_ref().map(|log| {
@@ -247,8 +252,8 @@ async fn dispatch<H: Handler>(
             response.body_mut().count_into(meter.clone());
         }
     }
-    if head_h2 {
-        // hyper drops HEAD bodies on HTTP/1 only; on HTTP/2 keep the length, not the bytes.
+    if head_multiplexed {
+        // Keep the length, not the bytes.
         strip_body(&mut response);
     }
     if let (Some((log, time, method, uri, headers)), Some(started)) = (access, started) {
@@ -300,7 +305,11 @@ where
         let ctx = service_ctx.clone();
         let tls = tls.clone();
         async move {
-            let mut response = dispatch(&ctx, handler, req, peer, tls).await;
+            let (parts, body) = req.into_parts();
+            let mut response = dispatch(&ctx, handler, parts, BodySource::Hyper(body), peer, tls).await;
+            if let Some(alt_svc) = &ctx.alt_svc {
+                response.headers_mut().insert(ALT_SVC, alt_svc.clone());
+            }
             // (Not on a websocket's 101: its `Connection: upgrade` must stand.)
             let upgrading = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
             if version < Version::HTTP_2 && !upgrading && in_flight.connection_draining() {

@@ -45,7 +45,12 @@ impl Meter {
 
     /// One answered request: its protocol, status and how long the answer took.
     pub fn request(&self, version: Version, status: StatusCode, elapsed: Duration) {
-        let protocol = usize::from(version == Version::HTTP_2);
+        // The index into `PROTOCOLS`.
+        let protocol = match version {
+            Version::HTTP_2 => 1,
+            Version::HTTP_3 => 2,
+            _ => 0,
+        };
         let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
         let histogram = &self.slot().durations[protocol][class];
         let seconds = elapsed.as_secs_f64();

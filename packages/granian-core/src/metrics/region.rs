@@ -13,7 +13,7 @@ pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// The `protocol` label of the duration histogram.
-pub const PROTOCOLS: [&str; 2] = ["1.1", "2"];
+pub const PROTOCOLS: [&str; 3] = ["1.1", "2", "3"];
 /// The `status` label of the duration histogram.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 

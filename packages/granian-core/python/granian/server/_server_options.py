@@ -105,6 +105,9 @@ class ServerOptions:
         ws_ping_interval: Optional[int] = None,
         ws_idle_timeout: Optional[int] = None,
         ws_compression: bool = True,
+        http3: bool = False,
+        http3_idle_timeout: int = 30,
+        http3_max_concurrent_streams: int = 100,
     ):
         self.target = target
         self.address = address
@@ -143,6 +146,9 @@ class ServerOptions:
         self.ws_ping_interval = ws_ping_interval
         self.ws_idle_timeout = ws_idle_timeout
         self.ws_compression = ws_compression
+        self.http3 = http3
+        self.http3_idle_timeout = http3_idle_timeout
+        self.http3_max_concurrent_streams = http3_max_concurrent_streams
         self.build_ssl_context(
             ssl_cert, ssl_key, ssl_key_password, ssl_protocol_min, ssl_ca, ssl_crl or [], ssl_client_verify
         )
@@ -240,6 +246,15 @@ class ServerOptions:
                 _refuse('reuse_port', 'applies to the TCP socket the server binds itself, not to uds or fd')
             if not hasattr(socket, 'SO_REUSEPORT'):
                 _refuse('reuse_port', 'this platform has no SO_REUSEPORT')
+        if self.http3:
+            if self._tls is None:
+                _refuse('http3', 'HTTP/3 needs TLS: set ssl_cert and ssl_key')
+            if self.uds:
+                _refuse('http3', 'HTTP/3 is served on UDP beside a TCP socket, not beside uds')
+            if self.http3_idle_timeout <= 0:
+                _refuse('http3_idle_timeout', 'must be a positive number of seconds')
+            if self.http3_max_concurrent_streams < 1:
+                _refuse('http3_max_concurrent_streams', 'must be 1 or more')
         if self.respawn_interval < 0:
             _refuse('respawn_interval', 'cannot be negative')
         if self.rss_sample_interval <= 0:
@@ -422,6 +437,10 @@ class ServerOptions:
                 ws_ping_interval=float(self.ws_ping_interval) if self.ws_ping_interval else None,
                 ws_idle_timeout=float(self.ws_idle_timeout) if self.ws_idle_timeout else None,
                 ws_compression=self.ws_compression,
+                http3=self.http3,
+                http3_idle_timeout=float(self.http3_idle_timeout),
+                http3_max_concurrent_streams=self.http3_max_concurrent_streams,
+                http3_migration=self.workers == 1,
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
                 metrics=metrics,

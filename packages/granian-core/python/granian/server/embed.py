@@ -116,6 +116,9 @@ class Server(AbstractServer):
         ws_ping_interval: Optional[int] = None,
         ws_idle_timeout: Optional[int] = None,
         ws_compression: bool = True,
+        http3: bool = False,
+        http3_idle_timeout: int = 30,
+        http3_max_concurrent_streams: int = 100,
         **options: Any,
     ):
         """`target` is the application object (with `factory=True`, a callable returning it,
@@ -184,6 +187,9 @@ class Server(AbstractServer):
             ws_ping_interval=ws_ping_interval,
             ws_idle_timeout=ws_idle_timeout,
             ws_compression=ws_compression,
+            http3=http3,
+            http3_idle_timeout=http3_idle_timeout,
+            http3_max_concurrent_streams=http3_max_concurrent_streams,
         )
         self.target = target
         self._loop: Optional[asyncio.AbstractEventLoop] = None
