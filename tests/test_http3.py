@@ -256,6 +256,22 @@ def test_graceful_shutdown_finishes_requests_in_flight(start_server, tls):
     assert srv.wait(timeout=15) == 0
 
 
+def test_body_limits_hold_over_http3(start_server, tls):
+    cert, key, _ = tls
+    srv = start_server(APPS['asgi'], '--http3', '--max-body-size', '1000', interface='asgi', tls=(cert, key))
+
+    async def go(client):
+        over = await client.request('POST', '/echo', body=[b'x' * 600, b'y' * 600])
+        declared = await client.request('POST', '/echo', headers=[('content-length', '5000')], body=b'z' * 5000)
+        within = await client.request('POST', '/echo', body=b'w' * 1000)
+        return over, declared, within
+
+    over, declared, within = h3(srv, tls, go)
+    assert over.status == 413
+    assert declared.status == 413
+    assert (within.status, within.body) == (200, b'w' * 1000)
+
+
 def _refused(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in server_env().items() if not k.startswith('GRANIAN_')}
     return subprocess.run(

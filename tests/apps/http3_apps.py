@@ -14,6 +14,8 @@ import asyncio
 import time
 from urllib.parse import parse_qs
 
+from tests.apps.lifespan import complete_lifespan
+
 CHUNKS = 32
 CHUNK = 1024
 EVENTS = {}
@@ -66,13 +68,7 @@ async def rsgi_app(scope, proto):
 
 async def asgi_app(scope, receive, send):
     if scope['type'] == 'lifespan':
-        while True:
-            message = await receive()
-            if message['type'] == 'lifespan.startup':
-                await send({'type': 'lifespan.startup.complete'})
-            elif message['type'] == 'lifespan.shutdown':
-                await send({'type': 'lifespan.shutdown.complete'})
-                return
+        return await complete_lifespan(receive, send)
     path = scope['path']
     query = {k: v[0] for k, v in parse_qs(scope['query_string'].decode()).items()}
 
@@ -88,6 +84,8 @@ async def asgi_app(scope, receive, send):
         body = b''
         while True:
             message = await receive()
+            if message['type'] == 'http.disconnect':
+                return None  # the body broke off (a limit, or the client left): no answer
             body += message.get('body', b'')
             if not message.get('more_body'):
                 break
