@@ -38,7 +38,13 @@ impl<H: Handler> Served<H> {
             meter.count(Counter::ConnectionsHandled, 1);
             Held::new(meter, Gauge::ConnectionsActive)
         });
-        let conn = match incoming.await {
+        // (A handshake in progress when the worker stops is dropped: the client retries elsewhere.)
+        let handshake = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return,
+            handshake = incoming => handshake,
+        };
+        let conn = match handshake {
             Ok(conn) => conn,
             Err(err) => {
                 log::debug!("QUIC handshake with {peer} failed: {err}");

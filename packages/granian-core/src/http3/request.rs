@@ -38,7 +38,11 @@ pub async fn serve_request<H: Handler>(
     };
     let (send, recv) = stream.split();
     let (parts, ()) = req.into_parts();
-    let body = BodySource::Other(Box::pin(RequestBody { recv, done: false }));
+    let body = BodySource::Other(Box::pin(RequestBody {
+        recv: Some(recv),
+        done: false,
+        runtime: tokio::runtime::Handle::current(),
+    }));
     let response = dispatch(&server, handler, parts, body, peer, Some(tls)).await;
     if let Err(err) = write_response(send, response).await {
         log::debug!("HTTP/3 response to {peer} not sent: {err}");
@@ -90,8 +94,9 @@ async fn write_response(mut send: SendHalf, response: Response<ResponseBody>) ->
 
 /// The request body as DATA frames arrive; the trailers, if any, are dropped.
 struct RequestBody {
-    recv: RecvHalf,
+    recv: Option<RecvHalf>,
     done: bool,
+    runtime: tokio::runtime::Handle,
 }
 
 impl Body for RequestBody {
@@ -99,21 +104,22 @@ impl Body for RequestBody {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.done {
+        let this = &mut *self;
+        let Some(recv) = this.recv.as_mut().filter(|_| !this.done) else {
             return Poll::Ready(None);
-        }
-        match self.recv.poll_recv_data(cx) {
+        };
+        match recv.poll_recv_data(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(Some(mut data))) => {
                 let data = data.copy_to_bytes(data.remaining());
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
             Poll::Ready(Ok(None)) => {
-                self.done = true;
+                this.done = true;
                 Poll::Ready(None)
             }
             Poll::Ready(Err(err)) => {
-                self.done = true;
+                this.done = true;
                 Poll::Ready(Some(Err(err.into())))
             }
         }
@@ -121,5 +127,18 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // Apps let go of their request on their own thread, often holding the GIL; dropping
+        // the stream takes quinn's connection lock, so it is left to a runtime thread: a
+        // Python thread never waits for a transport lock.
+        if let Some(recv) = self.recv.take() {
+            if tokio::runtime::Handle::try_current().is_err() {
+                self.runtime.spawn(async move { drop(recv) });
+            }
+        }
     }
 }
