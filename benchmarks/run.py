@@ -3,7 +3,8 @@ no-Python hyper ceiling, per interface (RSGI, ASGI, WSGI) and scenario.
 
 Every server runs from its own virtual env under benchmarks/.envs (ours as a release build of
 packages/*, the peers pinned from PyPI), 1 worker, pinned to one CPU with `taskset`; the load
-generator (wrk for HTTP/1.1, h2load for HTTP/2, ws_load.py for websockets) is pinned to another.
+generator (wrk for HTTP/1.1, h2load for HTTP/2, granian-bench-h3load from benchmarks/h3load for
+HTTP/3, ws_load.py for websockets) is pinned to another.
 Each run starts a fresh server, warms it up, measures, reads the peak RSS of the server's process
 tree and stops it. Rounds are interleaved (A B C A B C ...), the median of each row is quoted
 and ratios to the `granian` release are computed within each round.
@@ -18,7 +19,7 @@ maps a loop to its `--loop` argument and env. The other servers run once, on the
 (uvicorn: uvloop, hypercorn: asyncio). Our build is made once, as wheels in .envs/ours-wheels,
 and installed into each env of ours.
 
-    python benchmarks/run.py                  # everything, 3 rounds of 10 s, auto + asyncio (about 2.75 h)
+    python benchmarks/run.py                  # everything, 3 rounds of 10 s, auto + asyncio (about 2.9 h)
     python benchmarks/run.py --quick          # smoke check: a subset, 1 round of 2 s (about 3 min)
     python benchmarks/run.py --list           # the scenarios, their servers, the loops of --quick
     python benchmarks/run.py --only 'asgi-*' --servers ours granian --rounds 5 --loops auto

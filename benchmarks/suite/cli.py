@@ -15,8 +15,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import DEFAULT_LOOPS, LOOPS, RESULTS, ROOT
-from .envs import ensure_fixtures, ensure_tools, install_envs, resolve_revision
+from .config import DEFAULT_LOOPS, H3LOAD_BIN, LOOPS, RESULTS, ROOT
+from .envs import ensure_fixtures, ensure_h3load, ensure_tools, install_envs, resolve_revision
 from .procs import on_signal, stop_all
 from .report import report
 from .rounds import baseline_lines, run_suite
@@ -117,6 +117,8 @@ def main() -> None:
     began = time.monotonic()
     ensure_tools()
     installed = install_envs([row for _, rows in plan for row in rows], args)
+    if any(scenario.load == 'h3load' for scenario, _ in plan):
+        ensure_h3load()
     ctx = ensure_fixtures()
     print(f'setup done in {time.monotonic() - began:.0f} s; {len(plan)} scenarios', flush=True)
 
@@ -154,6 +156,7 @@ def main() -> None:
     meta['tools'] = {
         'wrk': tool_version(['wrk', '-v']),
         'h2load': tool_version(['h2load', '--version']),
+        'h3load': tool_version([str(H3LOAD_BIN), '--version']),
     }
     RESULTS.mkdir(exist_ok=True)
     json_path = RESULTS / f'{stamp}.json'

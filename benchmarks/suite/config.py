@@ -11,6 +11,8 @@ OURS_WHEELS = ENVS / 'ours-wheels'
 RESULTS = BENCH / 'results'
 README = BENCH / 'README.md'
 CEILING_BIN = ROOT / 'target' / 'release' / 'granian-bench-ceiling'
+H3LOAD_BIN = ROOT / 'target' / 'release' / 'granian-bench-h3load'  # the HTTP/3 load client (benchmarks/h3load)
+CA_CERT = ENVS / 'certs' / 'ca.pem'  # the CA of the servers' certificates (ensure_fixtures)
 MARK_START = '<!-- bench:start -->'
 MARK_END = '<!-- bench:end -->'
 
@@ -20,7 +22,7 @@ UVLOOP, RLOOP = 'uvloop==0.23.0', 'rloop==0.5.0'  # the pins of the `uvloop` and
 PEER_ENVS = {
     'granian-pypi': [f'granian=={PEER_VERSION}'],
     'uvicorn': ['uvicorn==0.54.0', UVLOOP, 'httptools==0.9.0', 'websockets==15.0.1'],
-    'hypercorn': ['hypercorn==0.18.0'],
+    'hypercorn': ['hypercorn[h3]==0.18.0', 'aioquic==1.7.2'],  # its `h3` extra: HTTP/3 with aioquic
     'gunicorn': ['gunicorn==27.0.1'],
 }
 # The suite's own tools: the websocket load client, certificates, the chart.

@@ -1,5 +1,6 @@
 """The virtual envs under benchmarks/.envs and what fills them: the peers from PyPI, our release build (from the
-working tree, `--ref` or `--baseline`), the ceiling, the suite's tools, the certificates and the static files."""
+working tree, `--ref` or `--baseline`), the ceiling and the HTTP/3 load client, the suite's tools, the certificates
+and the static files."""
 
 import contextlib
 import hashlib
@@ -16,6 +17,7 @@ from .config import (
     BENCH,
     CEILING_BIN,
     ENVS,
+    H3LOAD_BIN,
     LOOP_ENV_PACKAGES,
     OUR_PACKAGES,
     OURS_WHEELS,
@@ -163,14 +165,25 @@ def build_ours(source: Path, revision: str, fingerprint: str, wheels: Path = OUR
     print(f'  built in {time.monotonic() - started:.0f} s', flush=True)
 
 
-def ensure_ceiling() -> None:
-    """The no-Python ceiling, built when missing or older than its sources."""
-    inputs = [*(BENCH / 'ceiling').rglob('*.rs'), BENCH / 'ceiling' / 'Cargo.toml']
-    if CEILING_BIN.exists() and CEILING_BIN.stat().st_mtime >= max(p.stat().st_mtime for p in inputs):
+def ensure_bench_crate(directory: str, package: str, binary: Path, what: str) -> None:
+    """A workspace crate of benchmarks/ (`directory`), built in release mode when its binary is missing or older
+    than its sources."""
+    inputs = [*(BENCH / directory).rglob('*.rs'), BENCH / directory / 'Cargo.toml']
+    if binary.exists() and binary.stat().st_mtime >= max(p.stat().st_mtime for p in inputs):
         return
-    print('building the ceiling: cargo build --release -p granian-bench-ceiling ...', flush=True)
+    print(f'building {what}: cargo build --release -p {package} ...', flush=True)
     wait_for_cargo_idle()
-    sh('cargo', 'build', '--release', '--quiet', '-p', 'granian-bench-ceiling', cwd=ROOT, timeout=3600)
+    sh('cargo', 'build', '--release', '--quiet', '-p', package, cwd=ROOT, timeout=3600)
+
+
+def ensure_ceiling() -> None:
+    """The no-Python ceiling (benchmarks/ceiling)."""
+    ensure_bench_crate('ceiling', 'granian-bench-ceiling', CEILING_BIN, 'the ceiling')
+
+
+def ensure_h3load() -> None:
+    """The HTTP/3 load client (benchmarks/h3load), for the scenarios whose load is `h3load`."""
+    ensure_bench_crate('h3load', 'granian-bench-h3load', H3LOAD_BIN, 'the HTTP/3 load client')
 
 
 def install_envs(rows: List[Row], args) -> dict:

@@ -1,5 +1,6 @@
 """One run: start a server pinned with taskset in a session of its own, probe it until it gives the expected
-answer, warm it up, measure it (the load, its CPU time, its peak RSS), stop it."""
+answer (an HTTP/3 row: over TCP, then over HTTP/3), warm it up, measure it (the load, its CPU time, its peak RSS),
+stop it."""
 
 import contextlib
 import http.client
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import BENCH, LOGS
-from .loads import drive
+from .loads import drive, probe_h3load
 from .procs import LIVE, cpu_seconds, peak_rss, stop
 from .scenarios import Scenario
 from .servers import Ctx, Row
@@ -77,6 +78,13 @@ def start(row: Row, scenario: Scenario, ctx: Ctx, cpus: str, log: Path) -> subpr
             problem = f'{type(exc).__name__}: {exc}'
             time.sleep(0.2)
             continue
+        if problem is None and scenario.http3:
+            # It answers over TCP; HTTP/3 must answer too (its UDP listener may come up a moment later): a server
+            # that serves no HTTP/3 fails the run here.
+            problem = probe_h3load(scenario, ctx.port)
+            if problem is not None:
+                time.sleep(0.2)
+                continue
         if problem is None:
             return proc
         break
@@ -104,6 +112,10 @@ def measure(row: Row, scenario: Scenario, ctx: Ctx, args, round_no: int) -> dict
         served = run.get('requests') or run['rps'] * args.duration
         if served:
             run['cpu_us_per_req'] = round(cpu_used * 1e6 / served, 2)
+        if scenario.http3 and (problem := probe_h3load(scenario, ctx.port)):
+            # A server that stalled during the run (answers stop, errors stay 0) posts a number that is no
+            # measurement: it must still answer at the end.
+            raise RuntimeError(f'no longer answering after the run: {problem}')
         peaks = peak_rss(proc.pid)
         if proc.poll() is not None:
             raise RuntimeError(f'server exited with {proc.returncode} during the run: {tail(log)}')

@@ -1,14 +1,17 @@
-"""The load generators: wrk (HTTP/1.1, HTTPS), h2load (HTTP/2) and ws_load.py (websockets), each pinned with
-taskset, and the parsing of what they print into one dict per run: rps, requests, p50_ms, p99_ms, errors, ..."""
+"""The load generators: wrk (HTTP/1.1, HTTPS), h2load (HTTP/2), granian-bench-h3load (HTTP/3, benchmarks/h3load)
+and ws_load.py (websockets), each pinned with taskset, and the parsing of what they print into one dict per run:
+rps, requests, p50_ms, p99_ms, errors, ..., and the load generator's own CPU (`load_cpu`)."""
 
 import json
 import re
+import resource
 import subprocess
 import tempfile
+import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
-from .config import BENCH, ENVS
+from .config import BENCH, CA_CERT, ENVS, H3LOAD_BIN
 from .scenarios import Scenario
 
 
@@ -83,15 +86,65 @@ def parse_h2load(out: str, latencies: List[float]) -> dict:
 
 
 def load_h2load(scenario: Scenario, port: int, duration: int, cpus: str) -> dict:
+    scheme = 'https' if scenario.tls else 'http'  # https: TLS with ALPN h2 (h2load does not check the certificate)
     with tempfile.TemporaryDirectory(prefix='bench-h2load-') as tmp:
         log = Path(tmp) / 'requests.tsv'
         cmd = [
             'taskset', '-c', cpus, 'h2load', '-t1', f'-c{scenario.connections}', f'-m{scenario.streams}',
-            f'-D{max(1, duration)}', f'--log-file={log}', f'http://127.0.0.1:{port}{scenario.path}',
+            f'-D{max(1, duration)}', f'--log-file={log}', f'{scheme}://127.0.0.1:{port}{scenario.path}',
         ]  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout
         latencies = h2load_latencies(log)
     return parse_h2load(out, latencies)
+
+
+def h3load_cmd(scenario: Scenario, port: int, duration: float, connections: int, streams: int) -> list:
+    return [
+        str(H3LOAD_BIN), '--connections', str(connections), '--streams', str(streams), '--duration', str(duration),
+        '--threads', '1', '--ca', str(CA_CERT), f'https://127.0.0.1:{port}{scenario.path}',
+    ]  # fmt: skip
+
+
+def parse_h3load(out: str) -> dict:
+    """What granian-bench-h3load printed (one JSON object). Its errors are the requests that failed in the window;
+    here, as with wrk, non-2xx answers, connections not made and streams cut by their connection's end count too.
+    A run in which no response ended fails: a server that stalls posts no number."""
+    result = json.loads(out)
+    if not result['requests']:
+        raise RuntimeError(f'h3load: no response ended in {result["seconds"]} s ({result["errors"]} errors)')
+    return {
+        'rps': result['rps'],
+        'requests': result['requests'],
+        'p50_ms': result['p50_ms'],
+        'p99_ms': result['p99_ms'],
+        'non2xx': result['non2xx'],
+        'errors': result['errors'] + result['non2xx'] + result['connect_errors'] + result['streams_lost'],
+        'connect_errors': result['connect_errors'],
+        'streams_lost': result['streams_lost'],
+        'bytes': result['bytes'],
+    }
+
+
+def load_h3load(scenario: Scenario, port: int, duration: int, cpus: str) -> dict:
+    cmd = ['taskset', '-c', cpus, *h3load_cmd(scenario, port, duration, scenario.connections, scenario.streams)]
+    return parse_h3load(subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=duration + 60).stdout)
+
+
+def probe_h3load(scenario: Scenario, port: int, seconds: float = 0.5) -> Optional[str]:
+    """The readiness probe of an HTTP/3 row (after the one over TCP): one connection, one stream, `seconds` of
+    GETs; None when they were answered with 200 and bodies of the expected length, else what is wrong."""
+    cmd = h3load_cmd(scenario, port, seconds, 1, 1)
+    run = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
+    if run.returncode != 0:
+        return f'HTTP/3: {" ".join(run.stderr.split())[-300:]}'
+    result = json.loads(run.stdout)
+    expected_len = scenario.expect if isinstance(scenario.expect, int) else len(scenario.expect)
+    if not result['requests']:
+        return f'HTTP/3: no answer in {seconds} s'
+    if result['errors'] or result['non2xx'] or result['bytes'] != result['requests'] * expected_len:
+        counts = f'{result["errors"]} errors, {result["non2xx"]} non-2xx'
+        return f'HTTP/3: {counts}, {result["bytes"]} body bytes in {result["requests"]} answers'
+    return None
 
 
 def parse_ws(out: str) -> dict:
@@ -136,9 +189,21 @@ def load_ws(scenario: Scenario, port: int, duration: int, cpus: str, messages: i
 
 
 def drive(scenario: Scenario, port: int, duration: int, cpus: str, ws_messages: int) -> dict:
-    """The scenario's load for `duration` s (websockets: `ws_messages` per client)."""
+    """The scenario's load for `duration` s (websockets: `ws_messages` per client), with the load generator's CPU
+    time (user + system, from the rusage of the children this process waited for) over its wall time: `load_cpu`,
+    1.0 being its core busy all along (then the run measured the load generator), and per request."""
+    before, began = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     if scenario.load == 'wrk':
-        return load_wrk(scenario, port, duration, cpus)
-    if scenario.load == 'h2load':
-        return load_h2load(scenario, port, duration, cpus)
-    return load_ws(scenario, port, duration, cpus, ws_messages)
+        run = load_wrk(scenario, port, duration, cpus)
+    elif scenario.load == 'h2load':
+        run = load_h2load(scenario, port, duration, cpus)
+    elif scenario.load == 'h3load':
+        run = load_h3load(scenario, port, duration, cpus)
+    else:
+        run = load_ws(scenario, port, duration, cpus, ws_messages)
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - began
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    run['load_cpu'] = round(cpu / wall, 3)
+    if run.get('requests'):
+        run['load_cpu_us_per_req'] = round(cpu * 1e6 / run['requests'], 2)
+    return run

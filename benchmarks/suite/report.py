@@ -73,12 +73,44 @@ def render_markdown(data: dict, chart: Optional[str]) -> str:
     ]  # fmt: skip
     if errors:
         lines += [
-            'Errors (wrk: non-2xx and socket errors; h2load: failed requests; ws: failed echoes and close '
-            'handshakes over 1 s): ' + '; '.join(errors),
+            'Errors (wrk: non-2xx and socket errors; h2load: failed requests; h3load: failed requests, non-2xx, '
+            'connections not made or lost; ws: failed echoes and close handshakes over 1 s): ' + '; '.join(errors),
             '',
         ]
+    lines += load_lines(results)
     lines.append(MARK_END)
     return '\n'.join(lines)
+
+
+# A load generator at this share of its core or more measured itself as much as the server.
+LOAD_BOUND = 0.9
+
+
+def load_lines(results: dict) -> List[str]:
+    """What the load generators could drive: the rows where one ran at LOAD_BOUND of its core or more (the number
+    is then its ceiling as much as the server's), and for HTTP/3 the load client's CPU per request in the fastest
+    row of each scenario, whose inverse is about the most it can drive on its one core (there is no no-Python
+    HTTP/3 server to measure that ceiling against; against slower servers it batches less, and its CPU per request
+    says nothing of its limit)."""
+    bound, h3 = [], []
+    for name, r in results.items():
+        for key, cpu in r.get('median_load_cpu', {}).items():
+            if cpu >= LOAD_BOUND:
+                bound.append(f'{name} / {key} ({cpu:.0%})')
+        measured = [key for key in r.get('median_load_cpu_us_per_req', {}) if key in r.get('median_load_cpu', {})]
+        if r.get('load') == 'h3load' and measured:
+            key = max(measured, key=lambda k: r['median_rps'][k])
+            us, cpu = r['median_load_cpu_us_per_req'][key], r['median_load_cpu'][key]
+            h3.append(
+                f'{name}, at {fmt_int(r["median_rps"][key])} requests/s ({key}): {cpu:.0%} of its core, {us:.1f} µs '
+                f'per request, so at most about {fmt_int(1e6 / us)} requests/s'
+            )
+    lines = []
+    if bound:
+        lines += [f'Load generator at {LOAD_BOUND:.0%} of its core or more: ' + '; '.join(bound) + '.', '']
+    if h3:
+        lines += ['HTTP/3 load client (granian-bench-h3load, one thread): ' + '; '.join(h3) + '.', '']
+    return lines
 
 
 def render_section(results: dict, loop: str, others: bool) -> List[str]:

@@ -53,6 +53,13 @@ def round_ratios(runs: Dict[str, List[dict]], key: str, base_key: str) -> List[f
     ]
 
 
+def median_of(ok: Dict[str, List[dict]], field: str) -> Dict[str, float]:
+    """The median of `field` of each row's completed runs that have it."""
+    return {
+        n: statistics.median(r[field] for r in rs if field in r) for n, rs in ok.items() if any(field in r for r in rs)
+    }
+
+
 def summarize(scenario: Scenario, rows: List[Row], runs: Dict[str, List[dict]]) -> dict:
     ok = {name: [r for r in rs if 'rps' in r] for name, rs in runs.items()}
     loops = [loop for loop in LOOPS if any(row.loop == loop for row in rows)]
@@ -76,6 +83,9 @@ def summarize(scenario: Scenario, rows: List[Row], runs: Dict[str, List[dict]]) 
             for n, rs in ok.items()
             if any('cpu_us_per_req' in r for r in rs)
         },
+        # The load generator's CPU over its run (1.0: its core busy all along) and per request.
+        'median_load_cpu': median_of(ok, 'load_cpu'),
+        'median_load_cpu_us_per_req': median_of(ok, 'load_cpu_us_per_req'),
         'failed_runs': {n: sum(1 for r in rs if 'rps' not in r) for n, rs in runs.items()},
         'baseline': {},
         'ratios': {},
@@ -139,6 +149,9 @@ def scenario_line(summary: dict) -> str:
         cpu = summary.get('median_cpu_us_per_req', {}).get(name)
         if cpu is not None:
             text += f', {cpu:.1f} µs CPU/req'
+        load_cpu = summary.get('median_load_cpu', {}).get(name)
+        if load_cpu is not None:
+            text += f', load {load_cpu:.0%} CPU'
         if summary['errors'][name]:
             text += f', {summary["errors"][name]} errors'
         parts.append(text + ')')

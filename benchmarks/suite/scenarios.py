@@ -16,7 +16,7 @@ class Scenario:
     interface: str
     app: str
     description: str
-    load: str = 'wrk'  # wrk | h2load | ws
+    load: str = 'wrk'  # wrk | h2load | h3load | ws
     path: str = '/'
     connections: int = 64
     script: str = ''  # a wrk Lua script beside run.py
@@ -27,12 +27,17 @@ class Scenario:
     needs: frozenset = frozenset()
     probe_body: Optional[bytes] = None  # POST this in the readiness probe
     expect: object = b'Hello, world!'  # the probe's expected body, or its length
-    streams: int = 1  # h2load streams per connection
+    streams: int = 1  # h2load and h3load: streams (requests in flight) per connection
     # ws_load.py's messages: --payload, --size, --compression (see its docstring)
     ws_payload: str = 'x'
     ws_size: int = 64
     ws_compression: str = 'none'
     servers: List[str] = field(default_factory=list)
+
+    @property
+    def http3(self) -> bool:
+        """Served over HTTP/3 (the feature `http3`): the servers add their QUIC listener, the probe checks it."""
+        return 'http3' in self.needs
 
 
 def build_scenarios() -> Dict[str, Scenario]:
@@ -91,6 +96,33 @@ def build_scenarios() -> Dict[str, Scenario]:
             ),
             Scenario(f'{i}-https', i, hello, 'HTTPS (TLS 1.3, keep-alive), 64 connections', tls=True),
         ]
+        if i != 'wsgi':
+            # HTTP/3 beside HTTP/2 on TLS, the same shape as `I-h2` (16 connections x 16 streams): what QUIC costs
+            # against TCP + TLS with the same multiplexing.
+            scenarios += [
+                Scenario(
+                    f'{i}-h2-tls',
+                    i,
+                    hello,
+                    'HTTP/2 over TLS 1.3 (ALPN h2), h2load 16 connections x 16 streams',
+                    load='h2load',
+                    connections=16,
+                    streams=16,
+                    needs=frozenset({'h2'}),
+                    tls=True,
+                ),
+                Scenario(
+                    f'{i}-h3',
+                    i,
+                    hello,
+                    'HTTP/3 (QUIC, TLS 1.3), granian-bench-h3load 16 connections x 16 streams',
+                    load='h3load',
+                    connections=16,
+                    streams=16,
+                    needs=frozenset({'http3'}),
+                    tls=True,
+                ),
+            ]
         if i == 'rsgi':
             scenarios.append(
                 Scenario(
@@ -182,6 +214,7 @@ QUICK = {
     'rsgi-h2': ['auto'],
     'asgi-ws': ['auto'],
     'asgi-https': ['auto'],
+    'asgi-h3': ['auto'],
     'static-10k': ['auto'],
 }
 

@@ -24,7 +24,9 @@ class Server:
     name: str
     env: str  # env dir under .envs ('' for the ceiling); the granian family's envs per loop add LOOPS' env_suffix
     interfaces: frozenset
-    features: frozenset  # h2, ws, ws-deflate (permessage-deflate negotiated when offered), tls, static
+    # h2, ws, ws-deflate (permessage-deflate negotiated when offered), tls, static, http3 (HTTP/3 over QUIC on the
+    # same port, UDP)
+    features: frozenset
     # (Row, Scenario, Ctx) -> argv, without the taskset prefix (the scenario is not typed here: scenarios.py
     # imports this module)
     command: Callable
@@ -73,6 +75,8 @@ def _granian_cmd(row: Row, scenario, ctx: Ctx) -> list:
     ]  # fmt: skip
     if scenario.tls:
         cmd += ['--ssl-certificate', str(ctx.cert), '--ssl-keyfile', str(ctx.key)]
+    if scenario.http3:
+        cmd.append('--http3')
     if scenario.static:
         cmd += ['--static-path-mount', str(ctx.static_dir)]
     return [*cmd, *row.server.extra_args, scenario.app]
@@ -93,6 +97,8 @@ def _hypercorn_cmd(row: Row, scenario, ctx: Ctx) -> list:
     cmd += ['--log-level', 'WARNING']
     if scenario.tls:
         cmd += ['--certfile', str(ctx.cert), '--keyfile', str(ctx.key)]
+    if scenario.http3:  # aioquic (the `h3` extra), with the same certificate
+        cmd += ['--quic-bind', f'127.0.0.1:{ctx.port}']
     return [*cmd, scenario.app]
 
 
@@ -116,11 +122,11 @@ def _ceiling_cmd(row: Row, scenario, ctx: Ctx) -> list:
 
 
 def pinned(package: str) -> str:
-    """The version a peer env pins `package` to."""
+    """The version a peer env pins `package` to (`hypercorn[h3]==V`: V)."""
     for requirements in PEER_ENVS.values():
         for requirement in requirements:
             name, _, version = requirement.partition('==')
-            if name == package:
+            if name.partition('[')[0] == package:
                 return version
     return '?'
 
@@ -132,8 +138,9 @@ PEER = 'granian'
 # reported next to `ours/granian`.
 OURS_BASELINE = 'ours-baseline'
 GRANIAN_FEATURES = frozenset({'h2', 'ws', 'tls', 'static'})
-# Ours negotiates permessage-deflate (`--ws-compression`, on by default); the granian release does not.
-OURS_FEATURES = GRANIAN_FEATURES | {'ws-deflate'}
+# Ours negotiates permessage-deflate (`--ws-compression`, on by default) and serves HTTP/3 (`--http3`); the granian
+# release does neither.
+OURS_FEATURES = GRANIAN_FEATURES | {'ws-deflate', 'http3'}
 ALL_INTERFACES = frozenset({'rsgi', 'asgi', 'wsgi'})
 SERVERS = {
     server.name: server
@@ -172,7 +179,8 @@ SERVERS = {
             'hypercorn',
             'hypercorn',
             frozenset({'asgi'}),
-            frozenset({'h2', 'ws', 'ws-deflate', 'tls'}),  # wsproto's permessage-deflate, always accepted
+            # wsproto's permessage-deflate, always accepted; HTTP/3 with aioquic (`--quic-bind`)
+            frozenset({'h2', 'ws', 'ws-deflate', 'tls', 'http3'}),
             _hypercorn_cmd,
             label=f'hypercorn {pinned("hypercorn")}',
             loop='asyncio',
