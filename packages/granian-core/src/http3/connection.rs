@@ -100,8 +100,11 @@ impl<H: Handler> Served<H> {
                         let tls = tls.clone();
                         let gone = gone.clone();
                         requests.spawn(async move {
+                            // Boxed here, not moved whole through the spawn: the request's state is
+                            // a few KiB.
+                            let request = Box::pin(serve_request(resolver, handler, server, peer, tls));
                             tokio::select! {
-                                _ = serve_request(resolver, handler, server, peer, tls) => {}
+                                _ = request => {}
                                 // Dropping the request tells its app the client went away.
                                 _ = gone.cancelled() => {}
                             }
