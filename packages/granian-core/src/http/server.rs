@@ -306,7 +306,10 @@ where
         let tls = tls.clone();
         async move {
             let (parts, body) = req.into_parts();
-            let mut response = dispatch(&ctx, handler, parts, BodySource::Hyper(body), peer, tls).await;
+            // Boxed: unboxed, this future is ~4 KiB, and hyper and tokio move it whole several
+            // times per request (an HTTP/2 stream is a task of its own): one allocation is cheaper.
+            let dispatched = Box::pin(dispatch(&ctx, handler, parts, BodySource::Hyper(body), peer, tls));
+            let mut response = dispatched.await;
             if let Some(alt_svc) = &ctx.alt_svc {
                 response.headers_mut().insert(ALT_SVC, alt_svc.clone());
             }
