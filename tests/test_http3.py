@@ -256,6 +256,47 @@ def test_graceful_shutdown_finishes_requests_in_flight(start_server, tls):
     assert srv.wait(timeout=15) == 0
 
 
+def _reload_under_http3_requests(srv, tls, connections: int = 6):
+    """SIGHUP while each of `connections` HTTP/3 connections has a request in flight; their answers."""
+
+    async def one(client):
+        # A body still on its way for 4 s: the new worker starts (and binds, when it can) meanwhile, and
+        # packets from the client that reached it instead of the old worker would be lost.
+        return await client.request('POST', '/echo', body=[b'x' * 1000] * 9, pause=0.5)
+
+    async def go():
+        clients = [H3Client(srv.port, tls[2]) for _ in range(connections)]
+        for client in clients:
+            await client.__aenter__()
+        pending = [asyncio.ensure_future(one(client)) for client in clients]
+        await asyncio.sleep(0.1)
+        srv.signal(signal.SIGHUP)
+        answers = await asyncio.gather(*pending, return_exceptions=True)
+        for client in clients:
+            await client.__aexit__(None, None, None)
+        return answers
+
+    return run(go())
+
+
+def test_a_sole_worker_reloads_without_losing_http3_requests(start_server, tls):
+    cert, key, _ = tls
+    srv = start_server(APPS['rsgi'], '--http3', tls=(cert, key), workers=1)
+    answers = _reload_under_http3_requests(srv, tls)
+    assert [getattr(a, 'status', a) for a in answers] == [200] * len(answers)
+    assert {a.body for a in answers} == {b'x' * 9000}
+    srv.wait_log('Reloading (')
+
+    def served_again():
+        # The new worker takes the port once the old one is gone; until then HTTP/3 is refused.
+        try:
+            return h3(srv, tls, lambda c: c.request('GET', '/')).status == 200
+        except (ConnectionError, TimeoutError):
+            return False
+
+    wait_for(served_again, timeout=20, what='HTTP/3 served by the new worker')
+
+
 def test_body_limits_hold_over_http3(start_server, tls):
     cert, key, _ = tls
     srv = start_server(APPS['asgi'], '--http3', '--max-body-size', '1000', interface='asgi', tls=(cert, key))

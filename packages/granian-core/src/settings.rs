@@ -52,8 +52,8 @@ pub struct WorkerSettings {
     /// Seconds.
     pub http3_idle_timeout: f64,
     pub http3_max_concurrent_streams: u32,
-    /// Whether clients may move to another address (one worker only).
-    pub http3_migration: bool,
+    /// One worker only: it binds UDP alone and clients may move to another address.
+    pub http3_sole_worker: bool,
 }
 
 /// `granian._native.MetricsSettings`: where this worker counts.
@@ -166,7 +166,7 @@ impl WorkerSettings {
         Ok(Some(Http3Settings {
             idle_timeout,
             max_concurrent_streams: self.http3_max_concurrent_streams.max(1),
-            migration: self.http3_migration,
+            sole_worker: self.http3_sole_worker,
             max_headers_size: u64::from(self.http2.max_headers_size),
         }))
     }

@@ -79,5 +79,6 @@ class WorkerSettings:
     #: Seconds.
     http3_idle_timeout: float = 30.0
     http3_max_concurrent_streams: int = 100
-    #: Clients may change address: one worker only (packets are routed by address).
-    http3_migration: bool = False
+    #: The only worker on its port: it binds UDP alone (a replacement waits for the port) and clients may
+    #: change address (with several workers, packets are routed by address: neither holds).
+    http3_sole_worker: bool = False

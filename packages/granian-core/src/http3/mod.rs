@@ -23,25 +23,34 @@ use crate::tls::{server_config, TlsSettings};
 pub struct Http3Settings {
     pub idle_timeout: Duration,
     pub max_concurrent_streams: u32,
-    /// Off with several workers: each has its own socket and the kernel routes packets by
-    /// address, so a client whose address changed would reach a worker that does not know it.
-    pub migration: bool,
+    /// The only worker on its port. Several workers each bind the port (SO_REUSEPORT) and the
+    /// kernel routes packets by client address, which holds only while neither the client's
+    /// address nor the set of sockets changes: so clients may migrate only to a sole worker, and
+    /// a sole worker binds the port alone, its replacement on a reload waiting until the port
+    /// is free (the predecessor's connections keep their packets until they end).
+    pub sole_worker: bool,
     /// The largest request head accepted (QPACK-decoded), in bytes.
     pub max_headers_size: u64,
 }
 
-/// One worker's QUIC side: the socket and the TLS and transport settings it is served with.
+/// One worker's QUIC side: its socket (bound later when a predecessor still holds the port)
+/// and the TLS and transport settings it is served with.
 pub struct Http3Listener {
-    socket: std::net::UdpSocket,
+    addr: SocketAddr,
+    socket: Option<std::net::UdpSocket>,
     config: quinn::ServerConfig,
     settings: Http3Settings,
 }
 
 impl Http3Listener {
-    /// Binds UDP at `addr` (the TCP listener's address). Every worker binds its own socket
-    /// with SO_REUSEPORT; the kernel keeps a client's packets on one of them by address.
+    /// Binds UDP at `addr` (the TCP listener's address).
     pub fn bind(addr: SocketAddr, tls: &TlsSettings, settings: Http3Settings) -> Result<Self, String> {
-        let socket = udp_socket(addr).map_err(|err| format!("--http3: cannot bind UDP {addr}: {err}"))?;
+        let socket = match udp_socket(addr, !settings.sole_worker) {
+            Ok(socket) => Some(socket),
+            // A worker being replaced still serves it: `serve` waits for it.
+            Err(err) if settings.sole_worker && err.kind() == std::io::ErrorKind::AddrInUse => None,
+            Err(err) => return Err(format!("--http3: cannot bind UDP {addr}: {err}")),
+        };
         let crypto = server_config(&tls.with_alpn(vec![b"h3".to_vec()]))?;
         let crypto = QuicServerConfig::try_from(crypto).map_err(|err| format!("--http3: {err}"))?;
         let mut transport = quinn::TransportConfig::default();
@@ -54,8 +63,9 @@ impl Http3Listener {
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         config
             .transport_config(Arc::new(transport))
-            .migration(settings.migration);
+            .migration(settings.sole_worker);
         Ok(Self {
+            addr,
             socket,
             config,
             settings,
@@ -64,8 +74,7 @@ impl Http3Listener {
 
     /// What HTTP/1.1 and HTTP/2 responses announce: HTTP/3 on the same port, for a day.
     pub fn alt_svc(&self) -> Option<HeaderValue> {
-        let port = self.socket.local_addr().ok()?.port();
-        HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok()
+        HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", self.addr.port())).ok()
     }
 
     /// Serves QUIC connections until `shutdown`; then each connection gets a GOAWAY, its
@@ -77,13 +86,16 @@ impl Http3Listener {
         tls_cert: Arc<str>,
         shutdown: CancellationToken,
     ) {
+        let socket = match self.socket {
+            Some(socket) => socket,
+            None => match wait_for_port(self.addr, &shutdown).await {
+                Some(socket) => socket,
+                None => return,
+            },
+        };
         let runtime = Arc::new(quinn::TokioRuntime);
-        let endpoint = match quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(self.config),
-            self.socket,
-            runtime,
-        ) {
+        let endpoint = match quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(self.config), socket, runtime)
+        {
             Ok(endpoint) => endpoint,
             Err(err) => {
                 log::error!("HTTP/3: cannot start the QUIC endpoint: {err}");
@@ -116,14 +128,48 @@ impl Http3Listener {
     }
 }
 
-fn udp_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// How often a sole worker tries again for a port its predecessor still holds, and after how
+/// long it says so.
+const PORT_RETRY: Duration = Duration::from_millis(100);
+const PORT_WAIT_WARNING: Duration = Duration::from_secs(10);
+
+/// The port, once the worker that held it is gone (it finishes its connections first); None
+/// on shutdown. Until then HTTP/3 clients are refused by that worker and use HTTP/2.
+async fn wait_for_port(addr: SocketAddr, shutdown: &CancellationToken) -> Option<std::net::UdpSocket> {
+    let started = tokio::time::Instant::now();
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(PORT_RETRY) => {}
+        }
+        match udp_socket(addr, false) {
+            Ok(socket) => return Some(socket),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                if !warned && started.elapsed() >= PORT_WAIT_WARNING {
+                    warned = true;
+                    log::warn!("HTTP/3: UDP {addr} is still taken (by the worker being replaced?): waiting for it");
+                }
+            }
+            Err(err) => {
+                log::error!("HTTP/3: cannot bind UDP {addr}: {err}");
+                return None;
+            }
+        }
+    }
+}
+
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         // As the TCP listener: `[::]` also takes IPv4 clients.
         socket.set_only_v6(false)?;
     }
-    socket.set_reuse_port(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())

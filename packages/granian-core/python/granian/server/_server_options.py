@@ -440,7 +440,7 @@ class ServerOptions:
                 http3=self.http3,
                 http3_idle_timeout=float(self.http3_idle_timeout),
                 http3_max_concurrent_streams=self.http3_max_concurrent_streams,
-                http3_migration=self.workers == 1,
+                http3_sole_worker=self.workers == 1,
                 websockets=self.websockets,
                 task_impl=str(self.task_impl),
                 metrics=metrics,
