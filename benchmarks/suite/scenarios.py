@@ -40,6 +40,21 @@ class Scenario:
         return 'http3' in self.needs
 
 
+def multiplexed(name: str, interface: str, app: str, what: str, protocol: str, **options) -> Scenario:
+    """A scenario of 16 connections x 16 streams over `protocol` (h2: h2load, http3: granian-bench-h3load)."""
+    return Scenario(
+        name,
+        interface,
+        app,
+        f'{what} 16 connections x 16 streams',
+        load='h3load' if protocol == 'http3' else 'h2load',
+        connections=16,
+        streams=16,
+        needs=frozenset({protocol}),
+        **options,
+    )
+
+
 def build_scenarios() -> Dict[str, Scenario]:
     scenarios = []
     apps = {
@@ -83,45 +98,15 @@ def build_scenarios() -> Dict[str, Scenario]:
                 expect=str(len(upload_64k)).encode(),
             ),
             Scenario(f'{i}-stream', i, f'{suite}:stream', 'streamed response: 32 chunks of 1 KiB', expect=32 * KIB),
-            Scenario(
-                f'{i}-h2',
-                i,
-                hello,
-                'HTTP/2 cleartext (prior knowledge), h2load 16 connections x 16 streams',
-                load='h2load',
-                connections=16,
-                streams=16,
-                needs=frozenset({'h2'}),
-                ceiling=True,
-            ),
+            multiplexed(f'{i}-h2', i, hello, 'HTTP/2 cleartext (prior knowledge), h2load', 'h2', ceiling=True),
             Scenario(f'{i}-https', i, hello, 'HTTPS (TLS 1.3, keep-alive), 64 connections', tls=True),
         ]
         if i != 'wsgi':
             # HTTP/3 beside HTTP/2 on TLS, the same shape as `I-h2` (16 connections x 16 streams): what QUIC costs
             # against TCP + TLS with the same multiplexing.
             scenarios += [
-                Scenario(
-                    f'{i}-h2-tls',
-                    i,
-                    hello,
-                    'HTTP/2 over TLS 1.3 (ALPN h2), h2load 16 connections x 16 streams',
-                    load='h2load',
-                    connections=16,
-                    streams=16,
-                    needs=frozenset({'h2'}),
-                    tls=True,
-                ),
-                Scenario(
-                    f'{i}-h3',
-                    i,
-                    hello,
-                    'HTTP/3 (QUIC, TLS 1.3), granian-bench-h3load 16 connections x 16 streams',
-                    load='h3load',
-                    connections=16,
-                    streams=16,
-                    needs=frozenset({'http3'}),
-                    tls=True,
-                ),
+                multiplexed(f'{i}-h2-tls', i, hello, 'HTTP/2 over TLS 1.3 (ALPN h2), h2load', 'h2', tls=True),
+                multiplexed(f'{i}-h3', i, hello, 'HTTP/3 (QUIC, TLS 1.3), granian-bench-h3load', 'http3', tls=True),
             ]
         if i == 'rsgi':
             scenarios.append(
