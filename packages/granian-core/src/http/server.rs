@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::activity::{evictable, verdict, Activity, Signals, Timers, Verdict, Watched};
 use super::body::ResponseBody;
-use super::limits::{BodyLimits, BodySource, IncomingBody};
+use super::limits::{BodyLimits, BodySource, IncomingBody, Refusal};
 use super::response::error_response;
 use super::util::version_labels;
 use crate::files::StaticFiles;
@@ -191,14 +191,18 @@ fn refuse(status: http::StatusCode, version: Version) -> Response<ResponseBody> 
 
 /// One request, whatever carried it: static files, limits, the app, metrics and the access
 /// log. The transport writes the response out.
-pub async fn dispatch<H: Handler>(
-    ctx: &ServerContext,
+///
+/// Not an async fn: the request is prepared before the future exists, so the future (boxed,
+/// once per request) holds only what crosses its awaits; an async fn kept every argument and
+/// temporary alive in it, ~1.8 KiB, past the allocator's fast path for small blocks.
+pub fn dispatch<'a, H: Handler>(
+    ctx: &'a ServerContext,
     handler: Arc<H>,
     parts: http::request::Parts,
     body: BodySource,
     peer: SocketAddr,
     tls: Option<Arc<TlsInfo>>,
-) -> Response<ResponseBody> {
+) -> impl Future<Output = Response<ResponseBody>> + Send + 'a {
     let refused = ctx.limits.check_declared(&parts.headers);
     let (body, refusal) = IncomingBody::new(body, ctx.limits);
     let mut req = Request::from_parts(parts, body);
@@ -210,73 +214,118 @@ pub async fn dispatch<H: Handler>(
     let head_multiplexed = req.method() == Method::HEAD && version >= Version::HTTP_2;
     // One clock read serves the access log and the metrics.
     let started = (ctx.access.is_some() || ctx.meter.is_some()).then(Instant::now);
-    let access = ctx.access.as_ref().map(|log| {
+    let access = ctx.access.as_ref().map(|log| Box::new(AccessStart::new(log, &req)));
+    // Made here, not in the block below, so the request is held once (by this future).
+    let answering = answer(ctx, handler, req, peer, refused, refusal, version);
+    async move {
+        let (mut response, served_static) = answering.await;
+        if let (Some(meter), Some(started)) = (&ctx.meter, started) {
+            meter.request(version, response.status(), started.elapsed());
+            if served_static {
+                meter.count(Counter::StaticHandled, 1);
+                if response.status().as_u16() >= 400 {
+                    meter.count(Counter::StaticErr, 1);
+                }
+                meter.count(Counter::StaticBytes, response.body().size_hint().exact().unwrap_or(0));
+            } else {
+                response.body_mut().count_into(meter.clone());
+            }
+        }
+        if head_multiplexed {
+            // Keep the length, not the bytes.
+            strip_body(&mut response);
+        }
+        if let (Some(access), Some(started)) = (access, started) {
+            access.emit(ctx.scheme, peer, version, started, response.status());
+        }
+        response
+    }
+}
+
+/// The response to a request, and whether it was a static file: `dispatch` without its
+/// bookkeeping. Each branch returns as soon as it has its answer, so no response waits in
+/// the future's state while the app runs. (A block, not an async fn: an async fn's future
+/// holds its arguments twice.)
+fn answer<'a, H: Handler>(
+    ctx: &'a ServerContext,
+    handler: Arc<H>,
+    req: Request<IncomingBody>,
+    peer: SocketAddr,
+    refused: Option<http::StatusCode>,
+    refusal: Option<Refusal>,
+    version: Version,
+) -> impl Future<Output = (Response<ResponseBody>, bool)> + Send + 'a {
+    async move {
+        if let Some(statics) = &ctx.statics {
+            // Boxed: only a worker that serves files pays for the file lookup's state.
+            if let Some(response) = Box::pin(statics.serve(req.method(), req.uri().path(), req.headers())).await {
+                return (response, true);
+            }
+        }
+        // Over a limit by its own account: the app never sees it.
+        if let Some(status) = refused {
+            return (refuse(status, version), false);
+        }
+        let response = handler.handle(req, peer).await;
+        // A body refused mid-read made the app fail (or give up): the client learns why.
+        let response = match refusal.and_then(|r| r.status()) {
+            Some(status) if response.status().is_server_error() || response.status() == status => {
+                refuse(status, version)
+            }
+            _ => response,
+        };
+        (response, false)
+    }
+}
+
+/// What the access log keeps of a request while it is served: boxed, and only with the log on.
+struct AccessStart<'a> {
+    log: &'a AccessLog,
+    time: SystemTime,
+    method: Method,
+    uri: http::Uri,
+    headers: Vec<Option<HeaderValue>>,
+}
+
+impl<'a> AccessStart<'a> {
+    fn new(log: &'a AccessLog, req: &Request<IncomingBody>) -> Self {
         // Header values are shared (Bytes), not copied; no allocation when none is shown.
-        let headers: Vec<Option<HeaderValue>> = log
+        let headers = log
             .format
             .header_names()
             .iter()
             .map(|name| req.headers().get(name.as_str()).cloned())
             .collect();
-        (log, SystemTime::now(), req.method().clone(), req.uri().clone(), headers)
-    });
-    let static_response = match &ctx.statics {
-        Some(statics) => statics.serve(req.method(), req.uri().path(), req.headers()).await,
-        None => None,
-    };
-    let served_static = static_response.is_some();
-    let mut response = match (static_response, refused) {
-        (Some(response), _) => response,
-        // Over a limit by its own account: the app never sees it.
-        (None, Some(status)) => refuse(status, version),
-        (None, None) => {
-            let response = handler.handle(req, peer).await;
-            // A body refused mid-read made the app fail (or give up): the client learns why.
-            match refusal.and_then(|r| r.status()) {
-                Some(status) if response.status().is_server_error() || response.status() == status => {
-                    refuse(status, version)
-                }
-                _ => response,
-            }
-        }
-    };
-    if let (Some(meter), Some(started)) = (&ctx.meter, started) {
-        meter.request(version, response.status(), started.elapsed());
-        if served_static {
-            meter.count(Counter::StaticHandled, 1);
-            if response.status().as_u16() >= 400 {
-                meter.count(Counter::StaticErr, 1);
-            }
-            meter.count(Counter::StaticBytes, response.body().size_hint().exact().unwrap_or(0));
-        } else {
-            response.body_mut().count_into(meter.clone());
+        Self {
+            log,
+            time: SystemTime::now(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            headers,
         }
     }
-    if head_multiplexed {
-        // Keep the length, not the bytes.
-        strip_body(&mut response);
-    }
-    if let (Some((log, time, method, uri, headers)), Some(started)) = (access, started) {
+
+    fn emit(&self, scheme: &str, peer: SocketAddr, version: Version, started: Instant, status: http::StatusCode) {
         let addr = peer.ip().to_string();
-        let header_values: Vec<Option<&str>> = headers
+        let header_values: Vec<Option<&str>> = self
+            .headers
             .iter()
             .map(|value| value.as_ref().and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()))
             .collect();
-        let line = log.format.render(&AccessRecord {
+        let line = self.log.format.render(&AccessRecord {
             headers: &header_values,
             addr: &addr,
-            time,
+            time: self.time,
             dt_ms: started.elapsed().as_secs_f64() * 1000.0,
-            status: response.status().as_u16(),
-            path: uri.path(),
-            query_string: uri.query().unwrap_or(""),
-            method: method.as_str(),
-            scheme: ctx.scheme,
+            status: status.as_u16(),
+            path: self.uri.path(),
+            query_string: self.uri.query().unwrap_or(""),
+            method: self.method.as_str(),
+            scheme,
             protocol: version_labels(version).protocol,
         });
-        (log.emit)(line);
+        (self.log.emit)(line);
     }
-    response
 }
 
 /// Serves one connection until it ends, its timers close it, or the worker shuts down: then
@@ -306,8 +355,9 @@ where
         let tls = tls.clone();
         async move {
             let (parts, body) = req.into_parts();
-            // Boxed: unboxed, this future is ~4 KiB, and hyper and tokio move it whole several
-            // times per request (an HTTP/2 stream is a task of its own): one allocation is cheaper.
+            // Boxed: this future is ~1 KiB, and hyper and tokio move the service's future whole
+            // several times per request (an HTTP/2 stream is a task of its own): one allocation
+            // (small enough for the allocator's per-thread cache) is cheaper.
             let dispatched = Box::pin(dispatch(&ctx, handler, parts, BodySource::Hyper(body), peer, tls));
             let mut response = dispatched.await;
             if let Some(alt_svc) = &ctx.alt_svc {
@@ -336,10 +386,12 @@ where
             let mut closing = false;
             let timer = tokio::time::sleep(timers.header_read);
             tokio::pin!(timer);
+            // Kept across wake-ups, renewed only once it fired: registering with the
+            // worker-wide `Notify` takes its lock.
+            let signalled = signals.notified();
+            tokio::pin!(signalled);
+            signalled.as_mut().enable();
             loop {
-                let signalled = signals.notified();
-                tokio::pin!(signalled);
-                signalled.as_mut().enable();
                 if drain_started.is_none() && signals.is_shut_down() {
                     drain_started = Some(activity.age());
                     activity.start_draining();
@@ -368,7 +420,11 @@ where
                 tokio::select! {
                     biased;
                     result = conn.as_mut() => break result.map_err(|e| e.to_string()),
-                    _ = signalled => {}
+                    _ = signalled.as_mut() => {
+                        // Enabled before the flags are read again, so that no signal is missed.
+                        signalled.set(signals.notified());
+                        signalled.as_mut().enable();
+                    }
                     _ = timer.as_mut(), if !closing => {}
                 }
             }
