@@ -246,6 +246,7 @@ pub fn dispatch<'a, H: Handler>(
 /// bookkeeping. Each branch returns as soon as it has its answer, so no response waits in
 /// the future's state while the app runs. (A block, not an async fn: an async fn's future
 /// holds its arguments twice.)
+#[allow(clippy::manual_async_fn)]
 fn answer<'a, H: Handler>(
     ctx: &'a ServerContext,
     handler: Arc<H>,
