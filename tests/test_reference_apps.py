@@ -540,3 +540,20 @@ def test_wsgi_not_found(wsgi, version):
     response = request(wsgi, version, 'GET', '/nowhere')
     assert response.status_code == 404
     assert response.content == b'not found'
+
+
+# -- the server's name ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('interface', ['rsgi', 'asgi', 'wsgi'])
+def test_responses_name_the_server_unless_the_app_did(servers, interface, version):
+    server = servers(interface)
+    with http(server, version) as client:
+        assert client.get('/nowhere').headers.get_list('server') == ['granian']
+        assert client.get('/own-server').headers.get_list('server') == ['reference-app']
+
+
+def test_websocket_handshake_names_no_server(rsgi):
+    with ws(rsgi, '/ws/echo') as conn:
+        assert conn.response.status_code == 101
+        assert conn.response.headers.get_all('server') == []

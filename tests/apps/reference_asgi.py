@@ -101,6 +101,9 @@ async def http(scope, receive, send) -> None:
         for i in range(int(query.get('n', '5'))):
             await send({'type': 'http.response.body', 'body': f'part-{i};'.encode(), 'more_body': True})
         await send({'type': 'http.response.body', 'body': b'', 'more_body': False})
+    elif path == '/own-server':
+        await send({'type': 'http.response.start', 'status': 200, 'headers': [(b'server', b'reference-app')]})
+        await send({'type': 'http.response.body', 'body': b'named'})
     elif path == '/state-mutate':
         scope['state']['greeting'] = 'changed by a request'
         scope['state']['counter'] = 99

@@ -131,6 +131,8 @@ class App:
             self.send_json(proto, scope_as_dict(scope))
         elif path == '/response/empty':
             proto.response_empty(204, [('x-kind', 'empty')])
+        elif path == '/own-server':
+            proto.response_str(200, [('server', 'reference-app')], 'named')
         elif path == '/response/str':
             proto.response_str(200, TEXT_HEADERS, UNICODE_TEXT)
         elif path == '/response/bytes':

@@ -87,6 +87,10 @@ def app(environ, start_response):
         seen['all_str'] = all(isinstance(key, str) for key in environ)
         return json_response(start_response, seen)
 
+    if path == '/own-server':
+        start_response('200 OK', [('Server', 'reference-app')])
+        return [b'named']
+
     if path == '/input':
         stream = environ['wsgi.input']
         remaining = int(environ.get('CONTENT_LENGTH') or 0)

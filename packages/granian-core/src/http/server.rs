@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{HeaderValue, ALT_SVC, CONNECTION, CONTENT_LENGTH};
+use http::header::{HeaderValue, ALT_SVC, CONNECTION, CONTENT_LENGTH, SERVER};
 use http::{Method, Request, Response, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -235,10 +235,22 @@ pub fn dispatch<'a, H: Handler>(
             // Keep the length, not the bytes.
             strip_body(&mut response);
         }
+        name_server(&mut response);
         if let (Some(access), Some(started)) = (access, started) {
             access.emit(ctx.scheme, peer, version, started, response.status());
         }
         response
+    }
+}
+
+/// Every answer but a websocket's 101 says `server: granian` (as granian does), unless the app
+/// named a server itself.
+fn name_server(response: &mut Response<ResponseBody>) {
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        response
+            .headers_mut()
+            .entry(SERVER)
+            .or_insert(HeaderValue::from_static("granian"));
     }
 }
 
