@@ -404,6 +404,8 @@ def test_asgi_scope(asgi, version):
     assert scope['root_path'] == ''
     assert ['x-one', '1'] in scope['headers']
     assert ['user-agent', f'python-httpx/{httpx.__version__}'] in scope['headers']
+    # On HTTP/2 the host comes as `:authority`: it is in the headers all the same, once.
+    assert [value for name, value in scope['headers'] if name == 'host'] == [f'127.0.0.1:{asgi.port}']
     assert scope['client'][0] == '127.0.0.1'
     # The ASGI spec says the port is an int; granian 2.8.7 gives a str: either passes here.
     assert [scope['server'][0], str(scope['server'][1])] == ['127.0.0.1', str(asgi.port)]

@@ -54,6 +54,16 @@ pub fn scope<'py>(
     asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
     asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.3"))?;
     let headers = PyList::empty(py);
+    // HTTP/2 and HTTP/3 carry the host as `:authority`, not a header: apps (and frameworks
+    // building URLs) look for `host`, so it leads the list, as in granian.
+    if !parts.headers.contains_key(http::header::HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            headers.append((
+                PyBytes::new(py, b"host"),
+                PyBytes::new(py, authority.as_str().as_bytes()),
+            ))?;
+        }
+    }
     for (name, value) in parts.headers.iter() {
         headers.append((
             PyBytes::new(py, name.as_str().as_bytes()),
