@@ -603,3 +603,37 @@ def test_url_path_prefix(start_server):
             assert outside.status_code == 200
             assert outside.json()['path'] == '/scope/y'
             assert outside.json()['root_path'] == '/api'
+
+
+# -- the app's own content-length ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('version', ['h1', 'h2'])
+def test_content_length_the_body_contradicts_is_a_500_and_a_log_line(server, version):
+    mark = server.mark()
+    with http_client(server.url, version) as client:
+        response = client.get('/declared-length', params={'length': '10', 'size': '3'})
+        assert response.status_code == 500
+        assert response.content == b''
+        # The connection is still in step: the next request on it is answered.
+        assert client.get('/declared-length', params={'length': '3', 'size': '3'}).content == b'xxx'
+    server.wait_log("the app's response says content-length 10 but its body is 3 bytes", since=mark)
+
+
+def test_content_length_on_204_is_not_sent(server):
+    with RawHTTP1(server.port) as conn:
+        conn.send(request_bytes('GET', '/declared-length?code=204&length=0'))
+        head = conn.read_until(b'\r\n\r\n').lower()
+    assert head.startswith(b'http/1.1 204')
+    assert b'content-length' not in head
+
+
+@pytest.mark.parametrize('version', ['h1', 'h2'])
+def test_length_of_a_body_not_sent_stands_on_304_and_head(server, version):
+    with http_client(server.url, version) as client:
+        assert client.get('/declared-length', params={'code': 304, 'length': '5'}).status_code == 304
+        head = client.head('/declared-length', params={'length': '5', 'size': '5'})
+        assert head.status_code == 200
+        assert head.headers['content-length'] == '5'
+        # Still in step after both.
+        assert client.get('/declared-length', params={'length': '2', 'size': '2'}).content == b'xx'

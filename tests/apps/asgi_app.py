@@ -326,6 +326,11 @@ async def http_app(scope, receive, send):
         return await _send_text(send, 'headers', headers=headers)
     if path == '/status':
         return await _send_text(send, '', status=int(query['code']))
+    if path == '/declared-length':
+        # A content-length of the app's own, right or wrong, over a body of `size` bytes.
+        headers = [(b'content-length', query['length'].encode())]
+        await send(_start(int(query.get('code', 200)), headers))
+        return await send(_body(b'x' * int(query.get('size', 0))))
     if path == '/stream':
         count, size = int(query.get('count', 10)), int(query.get('size', 10))
         await send(_start())

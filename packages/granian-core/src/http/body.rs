@@ -55,6 +55,14 @@ impl ResponseBody {
         Self::new(Payload::Full(Some(data)))
     }
 
+    /// An empty whole body becomes no body: hyper then writes none and takes no length from it
+    /// (a 304's `content-length` is the length of a body it does not carry).
+    pub fn settle_empty(&mut self) {
+        if matches!(&self.payload, Payload::Full(Some(data)) if data.is_empty()) {
+            self.payload = Payload::Empty;
+        }
+    }
+
     /// A body the app writes piece by piece through the stream `reader` belongs to.
     pub fn streamed(reader: StreamReader) -> Self {
         Self::new(Payload::Stream(reader))

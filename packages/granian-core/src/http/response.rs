@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, Response, StatusCode};
+use http_body::Body as _;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 use tokio_util::io::ReaderStream;
@@ -105,6 +107,43 @@ pub fn response(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> R
 /// An empty response with `status` (errors the server answers itself).
 pub fn error_response(status: StatusCode) -> Response<ResponseBody> {
     response(status, HeaderMap::new(), ResponseBody::empty())
+}
+
+/// Holds the app's `content-length` to the body it gave. A length its body contradicts would
+/// leave the HTTP/1 connection out of step with the client (or break an HTTP/2 stream), so
+/// the client gets a 500 instead and the log says why; nothing was sent yet. A 204 or 1xx
+/// says no length at all. HEAD and 304 answers state the length of a body they do not carry,
+/// and a streamed body is held to the header by hyper (the connection is closed if it falls
+/// short).
+pub fn settle_length(mut response: Response<ResponseBody>, is_head: bool) -> Response<ResponseBody> {
+    let status = response.status();
+    if is_head || !response.headers().contains_key(CONTENT_LENGTH) {
+        return response;
+    }
+    if status == StatusCode::NOT_MODIFIED {
+        response.body_mut().settle_empty();
+        return response;
+    }
+    if status == StatusCode::NO_CONTENT || status.is_informational() {
+        response.headers_mut().remove(CONTENT_LENGTH);
+        return response;
+    }
+    let Some(actual) = response.body().size_hint().exact() else {
+        return response;
+    };
+    let declared = response.headers().get_all(CONTENT_LENGTH);
+    if declared
+        .iter()
+        .all(|value| value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()) == Some(actual))
+    {
+        return response;
+    }
+    let declared: Vec<_> = declared.iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+    log::error!(
+        "the app's response says content-length {} but its body is {actual} bytes: answered 500 instead",
+        declared.join(", ")
+    );
+    error_response(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 /// Opens a regular file: the descriptor and its length.

@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::activity::{evictable, verdict, Activity, Signals, Timers, Verdict, Watched};
 use super::body::ResponseBody;
 use super::limits::{BodyLimits, BodySource, IncomingBody, Refusal};
-use super::response::error_response;
+use super::response::{error_response, settle_length};
 use super::util::version_labels;
 use crate::files::StaticFiles;
 use crate::log::{AccessFormat, AccessRecord};
@@ -210,15 +210,17 @@ pub fn dispatch<'a, H: Handler>(
         req.extensions_mut().insert(tls);
     }
     let version = req.version();
+    let is_head = req.method() == Method::HEAD;
     // hyper drops HEAD bodies on HTTP/1 only.
-    let head_multiplexed = req.method() == Method::HEAD && version >= Version::HTTP_2;
+    let head_multiplexed = is_head && version >= Version::HTTP_2;
     // One clock read serves the access log and the metrics.
     let started = (ctx.access.is_some() || ctx.meter.is_some()).then(Instant::now);
     let access = ctx.access.as_ref().map(|log| Box::new(AccessStart::new(log, &req)));
     // Made here, not in the block below, so the request is held once (by this future).
     let answering = answer(ctx, handler, req, peer, refused, refusal, version);
     async move {
-        let (mut response, served_static) = answering.await;
+        let (response, served_static) = answering.await;
+        let mut response = settle_length(response, is_head);
         if let (Some(meter), Some(started)) = (&ctx.meter, started) {
             meter.request(version, response.status(), started.elapsed());
             if served_static {
