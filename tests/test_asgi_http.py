@@ -443,6 +443,7 @@ def test_app_exception_gives_500_and_traceback(client, server):
     mark = server.mark()
     response = get(client, '/raise')
     assert response.status_code == 500
+    assert response.text == 'Internal server error'  # granian 2.8.7's words
     log = server.wait_log('RuntimeError: boom from the asgi app', since=mark)
     assert APP_RAISED in log
     assert 'Traceback' in log
@@ -454,6 +455,7 @@ def test_app_exception_after_start_gives_500(client, server):
     mark = server.mark()
     response = get(client, '/raise-after-start')
     assert response.status_code == 500
+    assert response.text == 'Internal server error'
     log = server.wait_log('RuntimeError: boom after start', since=mark)
     assert APP_RAISED in log
 
@@ -462,6 +464,7 @@ def test_app_without_response_gives_500_and_error_line(client, server):
     mark = server.mark()
     response = get(client, '/noresponse')
     assert response.status_code == 500
+    assert response.text == 'Internal server error'
     log = server.wait_log(NO_RESPONSE, since=mark)
     assert f'[ERROR] {NO_RESPONSE}' in log
     assert 'Traceback' not in log

@@ -251,6 +251,12 @@ def test_rsgi_response_file(rsgi, version, data_file):
     assert response.content == data
 
 
+def test_rsgi_response_file_missing_is_404(rsgi, version, tmp_path):
+    response = request(rsgi, version, 'GET', '/file', params={'path': str(tmp_path / 'missing.bin')})
+    assert response.status_code == 404
+    assert response.text == 'Not found'
+
+
 @pytest.mark.parametrize(('start', 'end'), [(0, 1), (10, 25), (1000, 299_999), (0, 300_000)])
 def test_rsgi_response_file_range(rsgi, version, data_file, start, end):
     path, data = data_file

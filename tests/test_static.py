@@ -292,6 +292,7 @@ def test_missing_files_are_404_from_the_static_handler(server):
     for target in ('/static/missing.txt', '/static/sub/missing.txt', '/static/alpha.txt/more', '/static/dangling.txt'):
         response = fetch(server.port, target)
         assert response.status == 404, target
+        assert response.body == b'Not found', target  # granian 2.8.7's words
         assert not is_app(response), target
 
 

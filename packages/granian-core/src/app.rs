@@ -105,8 +105,9 @@ impl AppContext {
     }
 
     /// The end of an HTTP request's app: a body still streaming is cut (`cut_stream`) or
-    /// ended, and a request never answered gets a 500 (logged unless the app raised, which
-    /// was logged already, or the client left).
+    /// ended. `true` when the request was never answered: the caller answers 500 (logged here
+    /// unless the app raised, which was logged already, or the client left).
+    #[must_use]
     pub fn settle(
         &self,
         py: Python<'_>,
@@ -115,19 +116,18 @@ impl AppContext {
         stream: &StreamSlot,
         cut_stream: bool,
         raised: bool,
-    ) {
+    ) -> bool {
         if cut_stream {
             // A stream cut by an error must not look complete to the client.
             stream.abort();
         } else {
             stream.close();
         }
-        if response.is_pending() {
-            if !raised && !request.is_disconnected() {
-                self.log_error(py, "Application returned without sending a response: answering 500");
-            }
-            response.fail();
+        let unanswered = response.is_pending();
+        if unanswered && !raised && !request.is_disconnected() {
+            self.log_error(py, "Application returned without sending a response: answering 500");
         }
+        unanswered
     }
 
     /// A future for the app, resolved with `value` when the client goes away (and, with

@@ -16,7 +16,7 @@ use http::header::{
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use crate::http::body::ResponseBody;
-use crate::http::response::{error_response, file_body, response};
+use crate::http::response::{file_body, file_not_found, response};
 
 #[derive(Clone, Debug)]
 pub struct Mount {
@@ -208,7 +208,7 @@ impl StaticFiles {
         }
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(rest).collect();
         let Some(relative) = std::str::from_utf8(&decoded).ok().and_then(safe_relative) else {
-            return Some(error_response(StatusCode::NOT_FOUND));
+            return Some(file_not_found());
         };
         Some(self.serve_file(mount, &relative, headers).await)
     }
@@ -229,7 +229,7 @@ impl StaticFiles {
                 // One trip to the blocking pool resolves, opens and (for small files) reads.
                 let opened = tokio::task::spawn_blocking(move || open_inside(&root, path, index.as_deref())).await;
                 let Ok(Some((found, identity))) = opened else {
-                    return error_response(StatusCode::NOT_FOUND);
+                    return file_not_found();
                 };
                 // A directory's index file is not kept: the path asked for is the directory,
                 // which the per-request check (a file's identity) would never match.
@@ -316,7 +316,7 @@ impl StaticFiles {
             }
             Source::File(file) => match file_body(file, start, count) {
                 Ok(body) => response(status, response_headers, body),
-                Err(_) => error_response(StatusCode::NOT_FOUND),
+                Err(_) => file_not_found(),
             },
         }
     }

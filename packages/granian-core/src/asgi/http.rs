@@ -45,10 +45,14 @@ pub fn start(py: Python<'_>, ctx: &Arc<AppContext>, shared: &AsgiShared, call: C
             Ok(((scope, receive, send), finisher))
         },
         || {
-            request.response.fail();
+            request.response.fail_saying(FAILURE_TEXT);
         },
     );
 }
+
+/// The body of the 500 an ASGI app's client gets when the app fails before its response
+/// started (granian's words).
+const FAILURE_TEXT: &str = "Internal server error";
 
 enum Phase {
     Start,
@@ -276,8 +280,12 @@ impl AsgiRequest {
             self.ctx
                 .log_error(py, "Application returned before completing its response body");
         }
-        self.ctx
-            .settle(py, &self.state, &self.response, &self.stream, streaming, raised);
+        if self
+            .ctx
+            .settle(py, &self.state, &self.response, &self.stream, streaming, raised)
+        {
+            self.response.fail_saying(FAILURE_TEXT);
+        }
     }
 }
 

@@ -84,6 +84,12 @@ impl ResponseSlot {
     pub fn fail(&self) -> bool {
         self.send(error_response(StatusCode::INTERNAL_SERVER_ERROR))
     }
+
+    /// [`ResponseSlot::fail`] with a plain-text body (what ASGI apps' clients get, as in granian).
+    pub fn fail_saying(&self, text: &'static str) -> bool {
+        let body = ResponseBody::full(bytes::Bytes::from_static(text.as_bytes()));
+        self.send(response(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), body))
+    }
 }
 
 impl Drop for ResponseSlot {
@@ -107,6 +113,13 @@ pub fn response(status: StatusCode, headers: HeaderMap, body: ResponseBody) -> R
 /// An empty response with `status` (errors the server answers itself).
 pub fn error_response(status: StatusCode) -> Response<ResponseBody> {
     response(status, HeaderMap::new(), ResponseBody::empty())
+}
+
+/// The 404 for a file that is not there (a static path, an RSGI `response_file`): says so in
+/// plain words, as granian's does.
+pub fn file_not_found() -> Response<ResponseBody> {
+    let body = ResponseBody::full(bytes::Bytes::from_static(b"Not found"));
+    response(StatusCode::NOT_FOUND, HeaderMap::new(), body)
 }
 
 /// Holds the app's `content-length` to the body it gave. A length its body contradicts would

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Response};
 use pyo3::exceptions::{PyStopAsyncIteration, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
@@ -18,7 +18,7 @@ use crate::awaitable::{failed, ready, ready_none};
 use crate::convert::{bytes_of, chunk_of, status_code, str_headers};
 use crate::http::body::ResponseBody;
 use crate::http::request::{ReadError, RequestBody};
-use crate::http::response::{error_response, file_body, open_file, response, ResponseSlot};
+use crate::http::response::{file_body, file_not_found, open_file, response, ResponseSlot};
 use crate::http::state::RequestState;
 use crate::http::stream::{Chunk, StreamSend, StreamSlot};
 use crate::http::util::check_range;
@@ -115,8 +115,12 @@ impl HttpProtocol {
     /// answered gets a 500.
     fn app_finished(&self, py: Python<'_>, error: Option<PyErr>) {
         let raised = self.ctx.report_app_end(py, error);
-        self.ctx
-            .settle(py, &self.state, &self.response, &self.stream, raised, raised);
+        if self
+            .ctx
+            .settle(py, &self.state, &self.response, &self.stream, raised, raised)
+        {
+            self.response.fail();
+        }
     }
 }
 
@@ -207,7 +211,7 @@ impl HttpProtocol {
             Some((handle, len)) => build_response(status, Some(&headers), file_body(handle, 0, len)?)?,
             None => {
                 log::info!("response_file: cannot open {}", file.display());
-                error_response(StatusCode::NOT_FOUND)
+                file_not_found()
             }
         };
         self.respond(response)
@@ -229,7 +233,7 @@ impl HttpProtocol {
             }
             None => {
                 log::info!("response_file_range: cannot open {}", file.display());
-                error_response(StatusCode::NOT_FOUND)
+                file_not_found()
             }
         };
         self.respond(response)
