@@ -226,9 +226,11 @@ pub fn dispatch<'a, H: Handler>(
             if served_static {
                 meter.count(Counter::StaticHandled, 1);
                 if response.status().as_u16() >= 400 {
+                    // Its body (`Not found`) is no file's bytes.
                     meter.count(Counter::StaticErr, 1);
+                } else {
+                    meter.count(Counter::StaticBytes, response.body().size_hint().exact().unwrap_or(0));
                 }
-                meter.count(Counter::StaticBytes, response.body().size_hint().exact().unwrap_or(0));
             } else {
                 response.body_mut().count_into(meter.clone());
             }
