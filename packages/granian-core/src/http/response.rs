@@ -87,8 +87,7 @@ impl ResponseSlot {
 
     /// [`ResponseSlot::fail`] with a plain-text body (what ASGI apps' clients get, as in granian).
     pub fn fail_saying(&self, text: &'static str) -> bool {
-        let body = ResponseBody::full(bytes::Bytes::from_static(text.as_bytes()));
-        self.send(response(StatusCode::INTERNAL_SERVER_ERROR, HeaderMap::new(), body))
+        self.send(text_response(StatusCode::INTERNAL_SERVER_ERROR, text))
     }
 }
 
@@ -118,8 +117,13 @@ pub fn error_response(status: StatusCode) -> Response<ResponseBody> {
 /// The 404 for a file that is not there (a static path, an RSGI `response_file`): says so in
 /// plain words, as granian's does.
 pub fn file_not_found() -> Response<ResponseBody> {
-    let body = ResponseBody::full(bytes::Bytes::from_static(b"Not found"));
-    response(StatusCode::NOT_FOUND, HeaderMap::new(), body)
+    text_response(StatusCode::NOT_FOUND, "Not found")
+}
+
+/// An answer the server makes itself, with a few words as its body (no content-type, as granian).
+fn text_response(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let body = ResponseBody::full(bytes::Bytes::from_static(text.as_bytes()));
+    response(status, HeaderMap::new(), body)
 }
 
 /// Holds the app's `content-length` to the body it gave. A length its body contradicts would
