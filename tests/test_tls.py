@@ -6,6 +6,7 @@ import re
 import socket
 import ssl
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -280,6 +281,24 @@ def test_stalled_handshakes_do_not_block_others(server, certs):
     ):
         partial.sendall(b'\x16\x03\x01\x00\xff\x01\x00')  # a record header promising 255 bytes, then 2
         assert_serves(server, certs)
+
+
+def test_a_burst_of_waiting_clients_is_served(server, certs):
+    """A TLS listener accepts one client per pass of its runtime: 48 clients queued at once all get answered."""
+    raw = [socket.create_connection((HOST, server.port), timeout=TIMEOUT) for _ in range(48)]
+    ctx = client_context(certs)
+
+    def request(sock: socket.socket) -> bytes:
+        with ctx.wrap_socket(sock, server_hostname=HOST) as tls_sock:
+            return http1_over(tls_sock)
+
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            answers = list(pool.map(request, raw))
+    finally:
+        for sock in raw:
+            sock.close()
+    assert all(answer.startswith(b'HTTP/1.1 200') for answer in answers)
 
 
 def test_connection_close_ends_with_close_notify(server, certs):
