@@ -72,11 +72,12 @@ impl AppCoroutine {
         }
     }
 
-    /// Hands what the coroutine yielded to the task; once it ended, settles the request and
-    /// ends the task without an exception (the app's error was reported here).
-    fn step(&mut self, py: Python<'_>, outcome: Resumed) -> PyResult<Py<PyAny>> {
+    /// Hands what the coroutine yielded to the task (`Some`); once it ended, settles the
+    /// request and tells the task it is done (`None`, without an exception: the app's error
+    /// was reported here).
+    fn step(&mut self, py: Python<'_>, outcome: Resumed) -> Option<Py<PyAny>> {
         let error = match outcome {
-            Resumed::Yielded(value) => return Ok(value),
+            Resumed::Yielded(value) => return Some(value),
             Resumed::Returned => None,
             Resumed::Raised(err) if err.is_instance_of::<PyStopIteration>(py) => None,
             Resumed::Raised(err) => Some(err),
@@ -84,7 +85,12 @@ impl AppCoroutine {
         if let Some(finish) = self.finisher.take() {
             finish(py, error);
         }
-        Err(PyStopIteration::new_err(()))
+        None
+    }
+
+    /// `send` and `throw` are method calls: their end is a raised `StopIteration`.
+    fn step_or_stop(&mut self, py: Python<'_>, outcome: Resumed) -> PyResult<Py<PyAny>> {
+        self.step(py, outcome).ok_or_else(|| PyStopIteration::new_err(()))
     }
 }
 
@@ -92,7 +98,7 @@ impl AppCoroutine {
 impl AppCoroutine {
     fn send(&mut self, py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let outcome = resume(py, &self.coro, &value);
-        self.step(py, outcome)
+        self.step_or_stop(py, outcome)
     }
 
     #[pyo3(signature = (typ, val = None, tb = None))]
@@ -108,7 +114,7 @@ impl AppCoroutine {
             (None, None) => coro.call_method1(pyo3::intern!(py, "throw"), (typ,)),
             (val, tb) => coro.call_method1(pyo3::intern!(py, "throw"), (typ, val, tb)),
         };
-        self.step(py, Resumed::from_call(outcome))
+        self.step_or_stop(py, Resumed::from_call(outcome))
     }
 
     fn close(&mut self, py: Python<'_>) -> PyResult<()> {
@@ -127,7 +133,9 @@ impl AppCoroutine {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// How the task steps the coroutine (`PyIter_Send` with `None` calls `tp_iternext`): the
+    /// end is NULL without an exception set, so no `StopIteration` is made per request.
+    fn __next__(&mut self, py: Python<'_>) -> Option<Py<PyAny>> {
         let outcome = resume(py, &self.coro, &py.None().into_bound(py));
         self.step(py, outcome)
     }
